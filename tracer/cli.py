@@ -1,0 +1,152 @@
+"""The command line: parse, call, render, exit. Nothing else lives here.
+
+`tracepath-l2 [--dhcp|--arp] TARGET` is the main job; the sub-commands (resolve, check, replay,
+lab) sit beside it. Heavy imports (scapy, pyroute2, the labs) happen inside the commands that need
+them, so `--help` costs no more than typer itself. One guard turns every TracerError into one line
+on stderr and its exit code (see tracer.errors.ExitCode); `--debug` or TRACEPATH_L2_DEBUG=1 shows
+the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from tracer import __version__
+from tracer.errors import ExitCode, TracerError
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 healthy / done, 1 frames stop (see findings), 2 bad usage or input, "
+    "3 inconclusive, 4 missing privileges, 5 host lacks a package or kernel feature, 130 interrupted."
+)
+
+app = typer.Typer(
+    name="tracepath-l2",
+    help="Find which virtual cable between a VM/container and the wire eats its DHCP or ARP frames.\n\n"
+    + EXIT_CODES_HELP,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+lab_app = typer.Typer(
+    help="Rebuild real outages in network namespaces, for teaching and testing.",
+    no_args_is_help=True,
+)
+app.add_typer(lab_app, name="lab")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"tracepath-l2 {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
+) -> None:
+    if debug:
+        os.environ["TRACEPATH_L2_DEBUG"] = "1"
+
+
+# ---------------------------------------------------------------- lab
+@lab_app.command("list")
+def lab_list() -> None:
+    """List the scenarios (and the labs that are up)."""
+    from tracer.lab.runner import running
+    from tracer.lab.scenarios import SCENARIOS
+    from tracer.render.lab import lab_list as render
+
+    render([(s.name, "|".join(s.guests), s.summary) for s in SCENARIOS.values()], running())
+
+
+@lab_app.command("up")
+def lab_up(
+    scenario: Annotated[str, typer.Argument(help="Scenario name (see `lab list`).")],
+    name: Annotated[str, typer.Option("--name", "-n", help="Lab name (1-6 of a-z0-9).")] = "lab",
+    guest: Annotated[
+        str | None, typer.Option("--guest", "-g", help="ns (namespace), vm (libvirt/QEMU) or lxc.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was built as one JSON object.")] = False,
+) -> None:
+    """Build SCENARIO and print what it built and what to try next."""
+    from tracer.lab.runner import up
+    from tracer.render.lab import lab_up as render
+
+    render(up(scenario, name=name, guest=guest).info, as_json=as_json)
+
+
+@lab_app.command("down")
+def lab_down(
+    name: Annotated[str, typer.Option("--name", "-n", help="Lab name.")] = "lab",
+    all_labs: Annotated[bool, typer.Option("--all", help="Tear down every lab that is up.")] = False,
+) -> None:
+    """Tear a lab down completely: namespaces, links, rules, daemons, containers, domains."""
+    from tracer.lab.runner import down, running
+
+    for lab in running() if all_labs else [name]:
+        removed = down(lab)
+        print(f"lab {lab} {'is down' if removed else 'was not up'}")
+
+
+# ---------------------------------------------------------------- entry point
+SUBCOMMANDS = {"lab", "resolve", "check", "replay", "trace"}
+
+
+def _route(argv: list[str]) -> list[str]:
+    """`tracepath-l2 [opts] TARGET` means `tracepath-l2 trace [opts] TARGET`."""
+    if "trace" not in app_commands():
+        return argv
+    first = next((a for a in argv if not a.startswith("-")), None)
+    if first is None or first in SUBCOMMANDS:
+        return argv
+    if any(a in ("--version",) for a in argv):
+        return argv
+    return ["trace", *argv]
+
+
+def app_commands() -> set[str]:
+    names = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
+    return names | {g.name for g in app.registered_groups if g.name}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point: the one guard between our errors and the user."""
+    import click
+
+    args = _route(list(sys.argv[1:] if argv is None else argv))
+    debug = "--debug" in args or os.environ.get("TRACEPATH_L2_DEBUG") == "1"
+    try:
+        code = app(args=args, prog_name="tracepath-l2", standalone_mode=False)
+    except TracerError as exc:
+        if debug:
+            raise
+        print(f"tracepath-l2: error: {exc}", file=sys.stderr)
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        print("tracepath-l2: interrupted", file=sys.stderr)
+        code = ExitCode.INTERRUPTED
+    except KeyboardInterrupt:
+        print("tracepath-l2: interrupted", file=sys.stderr)
+        code = ExitCode.INTERRUPTED
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except BrokenPipeError:
+        code = ExitCode.OK
+    return int(code or 0)
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,124 @@
+"""The outages, each applied to (and reverted from) a running base lab.
+
+Keeping a fault separate from the base lets the tests boot one QEMU guest and move its lab from
+healthy to fdb-mismatch and back; every fault records what it adds so teardown removes it even if
+revert was never called.
+"""
+
+from __future__ import annotations
+
+from tracer.lab.names import LabNames
+from tracer.lab.shell import quiet, run
+from tracer.lab.state import LabState
+
+
+def fdb_mismatch(state: LabState, names: LabNames, guest_mac: str) -> dict[str, str]:
+    """The KVM seed: the bridge believes the guest's MAC lives behind the uplink.
+
+    A plain static entry would roam back on the guest's next frame; `sticky` pins it, so the
+    guest's DISCOVER still leaves through the uplink but the unicast OFFER coming back is sent
+    "back where the MAC lives" (the port it arrived on) and the bridge drops it.
+    """
+    state.add("fdb", [guest_mac, names.uplink])
+    run(["bridge", "fdb", "replace", guest_mac, "dev", names.uplink, "master", "static", "sticky"])
+    return {"fdb": f"{guest_mac} dev {names.uplink} master static sticky"}
+
+
+def revert_fdb_mismatch(state: LabState, names: LabNames, guest_mac: str) -> None:
+    quiet(["bridge", "fdb", "del", guest_mac, "dev", names.uplink, "master"])
+    if [guest_mac, names.uplink] in state.fdb:
+        state.fdb.remove([guest_mac, names.uplink])
+        state.save()
+
+
+def own_address_loop(state: LabState, names: LabNames) -> dict[str, str]:
+    """The KVM seed's real cause: a mis-cabled LAG upstream mirrors broadcast/multicast back.
+
+    The upstream port reflects every group-addressed frame (tc u32 on the I/G bit + mirred), so
+    the guest's broadcast DISCOVER returns on the uplink and the bridge learns the guest's MAC
+    there, and the bridge's own IGMP queries (querier on, 1 s interval) return with the bridge's
+    own MAC as source, which the kernel logs as "received packet on ... with own address".
+    """
+    ns = names.upstream_ns
+    run(["tc", "qdisc", "add", "dev", "eth0", "ingress"], netns=ns)
+    run(["tc", "filter", "add", "dev", "eth0", "ingress", "protocol", "all", "u32",
+         "match", "u8", "0x01", "0x01", "at", "-14",
+         "action", "mirred", "egress", "mirror", "dev", "eth0"], netns=ns)
+    run(["ip", "link", "set", names.bridge, "type", "bridge", "mcast_querier", "1",
+         "mcast_query_interval", "100", "mcast_startup_query_interval", "100"])
+    return {"loop": f"tc mirred mirror of group frames on {ns}:eth0", "querier": names.bridge}
+
+
+def revert_own_address_loop(state: LabState, names: LabNames) -> None:
+    quiet(["tc", "qdisc", "del", "dev", "eth0", "ingress"], netns=names.upstream_ns)
+    quiet(["ip", "link", "set", names.bridge, "type", "bridge", "mcast_querier", "0"])
+
+
+def upstream_port_security(state: LabState, names: LabNames, allowed_mac: str) -> dict[str, str]:
+    """The LXD-on-OpenStack seed: the cloud port beyond the uplink drops every unknown source MAC.
+
+    The rule lives in the upstream namespace (netdev ingress on its eth0), i.e. "in the cloud",
+    so nothing on the host shows it: frames leave the uplink and no answer ever comes back.
+    """
+    rules = (
+        "table netdev portsec {\n"
+        "  chain ingress {\n"
+        "    type filter hook ingress device eth0 priority 0; policy accept;\n"
+        f"    ether saddr != {allowed_mac} counter drop comment \"port security: unknown MAC\"\n"
+        "  }\n"
+        "}\n"
+    )
+    run(["nft", "-f", "-"], netns=names.upstream_ns, input=rules)
+    return {"port_security": f"only {allowed_mac} may send beyond {names.uplink}"}
+
+
+def revert_upstream_port_security(state: LabState, names: LabNames) -> None:
+    quiet(["nft", "delete", "table", "netdev", "portsec"], netns=names.upstream_ns)
+
+
+def filter_drop(state: LabState, names: LabNames, guest_mac: str) -> dict[str, str]:
+    """An nftables bridge-family rule on the host drops the guest's DHCP requests as they cross.
+
+    Like a forgotten anti-spoofing or "no rogue DHCP" rule: it sits in the bridge forward hook,
+    so the DISCOVER is seen on the guest's port and never on the uplink.
+    """
+    table = names.nft_table
+    state.add("nft_tables", ["bridge", table])
+    rules = (
+        f"table bridge {table} {{\n"
+        "  chain forward {\n"
+        "    type filter hook forward priority 0; policy accept;\n"
+        f"    ether saddr {guest_mac} udp dport 67 counter drop comment \"tl2 lab: drop guest DHCP\"\n"
+        "  }\n"
+        "}\n"
+    )
+    run(["nft", "-f", "-"], input=rules)
+    return {"nft": f"table bridge {table} chain forward: ether saddr {guest_mac} udp dport 67 drop"}
+
+
+def revert_filter_drop(state: LabState, names: LabNames) -> None:
+    quiet(["nft", "delete", "table", "bridge", names.nft_table])
+    if ["bridge", names.nft_table] in state.nft_tables:
+        state.nft_tables.remove(["bridge", names.nft_table])
+        state.save()
+
+
+def bridge_mac_float(state: LabState, names: LabNames) -> dict[str, str]:
+    """The host-freeze seed: a new port with a lower MAC joins a bridge whose address was never set.
+
+    The kernel then re-derives the bridge address from the lowest port MAC, the host's ARP peers
+    keep sending to the old one, and the host's traffic stalls until their caches expire.
+    """
+    before = _mac_of(names.bridge)
+    newport = f"{names.lab}-nv"
+    state.add("links", newport)
+    run(["ip", "link", "add", newport, "address", "02:00:00:00:00:01", "type", "veth",
+         "peer", "name", f"{names.lab}-nvp"])
+    run(["ip", "link", "set", newport, "master", names.bridge, "up"])
+    after = _mac_of(names.bridge)
+    return {"bridge_mac_before": before, "bridge_mac_after": after, "new_port": newport}
+
+
+def _mac_of(dev: str) -> str:
+    with open(f"/sys/class/net/{dev}/address") as f:
+        return f.read().strip()
