@@ -83,11 +83,24 @@ def _kill_wait(pids: list[int], grace: float = 2.0) -> None:
             except OSError:
                 pass
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+        while time.monotonic() < deadline and any(_alive(p) for p in pids):
             time.sleep(0.05)
-        pids = [p for p in pids if Path(f"/proc/{p}").exists()]
+        pids = [p for p in pids if _alive(p)]
         if not pids:
             return
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` runs; reaps it when it is our own child, so a zombie counts as gone."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _quiet_ipv6(dev: str, netns: str | None = None) -> None:
