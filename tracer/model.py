@@ -126,3 +126,304 @@ class Path:
             hops=tuple(Hop.from_dict(h) for h in data["hops"]),
             notes=tuple(data.get("notes", ())),
         )
+
+
+# ---------------------------------------------------------------- what the sniffers saw
+class Direction(StrEnum):
+    """Which way a frame crossed the hop, from the hop's own point of view (sll_pkttype).
+
+    On a tap, frames *from* the guest arrive as `in` (received by the host) and frames *to* the
+    guest leave as `out`; on an uplink veth the OFFER coming from the wire is `in`.
+    """
+
+    IN = "in"
+    OUT = "out"
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One DHCP or ARP frame seen at one hop, reduced to what correlation needs."""
+
+    hop: str
+    time: float
+    """Kernel timestamp, seconds since the epoch."""
+    direction: Direction
+    protocol: str
+    """dhcp or arp."""
+    message: str
+    """DHCP: DISCOVER, OFFER, REQUEST, ACK, NAK, DECLINE, RELEASE, INFORM. ARP: request, reply.
+    MALFORMED for a frame the kernel filter passed but the dissector could not read."""
+    key: str
+    """Correlation key: 'xid 0x3903f326' for DHCP, 'who-has 198.18.0.1 tell 198.18.0.148' for ARP."""
+    src_mac: str = ""
+    dst_mac: str = ""
+    client_mac: str | None = None
+    """DHCP chaddr, or the ARP sender for a request / the target for a reply: whose exchange it is."""
+    xid: int | None = None
+    vlan: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    """yiaddr, server id, requested address; ARP sender/target addresses."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "direction", Direction(self.direction))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["direction"] = str(self.direction)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Observation:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+# ---------------------------------------------------------------- what the kernel said meanwhile
+@dataclass(frozen=True, slots=True)
+class FdbEntry:
+    """A bridge forwarding-database entry for a MAC the analysis cares about."""
+
+    mac: str
+    port: str
+    """The bridge port the entry points at (the bridge itself for the bridge's own address)."""
+    bridge: str
+    flags: tuple[str, ...] = ()
+    """Words as `bridge fdb show` prints them: permanent, static, sticky, self, master, extern_learn."""
+    vlan: int | None = None
+    age: float | None = None
+    """Seconds since last used/updated, when the kernel says (learned entries)."""
+    time: float | None = None
+    """When this entry was read (entries are sampled during the capture window)."""
+
+    @property
+    def local(self) -> bool:
+        return "permanent" in self.flags
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["flags"] = list(self.flags)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FdbEntry:
+        known = {f.name for f in fields(cls)}
+        clean = {k: v for k, v in data.items() if k in known}
+        clean["flags"] = tuple(clean.get("flags", ()))
+        return cls(**clean)
+
+
+@dataclass(frozen=True, slots=True)
+class KernelLine:
+    """One kernel log line (from /dev/kmsg or a saved dmesg) that arrived during the window."""
+
+    text: str
+    time: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> KernelLine:
+        return cls(text=data["text"], time=data.get("time"))
+
+
+@dataclass(frozen=True, slots=True)
+class DropEvent:
+    """A kernel skb drop (tracepoint skb:kfree_skb) of a frame on the path."""
+
+    reason: str
+    """NETFILTER_DROP, BRIDGE_INGRESS_STP_STATE, LOCAL_MAC, ... (the enum name without SKB_DROP_REASON_)."""
+    location: str
+    """The dropping function, e.g. br_handle_frame_finish+0x1a3/0x5c0."""
+    time: float | None = None
+    hop: str | None = None
+    """The interface the kernel names (rx_sk/dev), when the tracepoint gives one."""
+    protocol: str | None = None
+    """Ethertype as the tracepoint prints it (0x0800, 0x0806)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DropEvent:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True, slots=True)
+class FilterRule:
+    """A packet filter rule on the path that drops (or may drop) L2 traffic."""
+
+    source: str
+    """nft, ebtables, iptables-physdev, nwfilter."""
+    table: str
+    chain: str
+    rule: str
+    """The rule as its tool prints it."""
+    family: str | None = None
+    packets: int | None = None
+    """The rule's counter, when it has one: a counter that grows during the window is proof."""
+    hop: str | None = None
+    """The interface the rule names (iifname/oifname/physdev), when it names one."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FilterRule:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureStats:
+    """Per-hop socket counters: the proof that a missing frame was not lost by us."""
+
+    hop: str
+    packets: int
+    drops: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Everything the kernel told us during the capture window, beside the frames."""
+
+    fdb: tuple[FdbEntry, ...] = ()
+    kernel: tuple[KernelLine, ...] = ()
+    drops: tuple[DropEvent, ...] = ()
+    filters: tuple[FilterRule, ...] = ()
+    filters_before: tuple[FilterRule, ...] = ()
+    """The same rules read at the start of the window, so counters can be compared."""
+    capture: tuple[CaptureStats, ...] = ()
+    notes: tuple[str, ...] = ()
+    """What could not be collected and why (no tracefs, not root for kmsg, ...)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fdb": [e.to_dict() for e in self.fdb],
+            "kernel": [e.to_dict() for e in self.kernel],
+            "drops": [e.to_dict() for e in self.drops],
+            "filters": [e.to_dict() for e in self.filters],
+            "filters_before": [e.to_dict() for e in self.filters_before],
+            "capture": [e.to_dict() for e in self.capture],
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Evidence:
+        return cls(
+            fdb=tuple(FdbEntry.from_dict(e) for e in data.get("fdb", ())),
+            kernel=tuple(KernelLine.from_dict(e) for e in data.get("kernel", ())),
+            drops=tuple(DropEvent.from_dict(e) for e in data.get("drops", ())),
+            filters=tuple(FilterRule.from_dict(e) for e in data.get("filters", ())),
+            filters_before=tuple(FilterRule.from_dict(e) for e in data.get("filters_before", ())),
+            capture=tuple(CaptureStats(**e) for e in data.get("capture", ())),
+            notes=tuple(data.get("notes", ())),
+        )
+
+
+# ---------------------------------------------------------------- what the analysis concludes
+class Severity(StrEnum):
+    ERROR = "error"
+    """Explains why frames stop."""
+    WARNING = "warning"
+    """Will break something, or already breaks something else."""
+    INFO = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One diagnosis with everything needed to believe it and act on it."""
+
+    code: str
+    """Stable code: fdb-mismatch, own-address-loop, kernel-drop, filter-drop, ... (DESIGN.md)."""
+    severity: Severity
+    hop: str | None
+    evidence: tuple[str, ...]
+    """The facts, quoted as the kernel or the tools state them."""
+    explanation: str
+    """Why this stops frames, in words a learner can follow."""
+    fix: str
+    """What an operator would type."""
+
+    def __post_init__(self) -> None:
+        if not (self.code and self.evidence and self.explanation and self.fix):
+            raise ValueError(f"finding {self.code!r} needs evidence, an explanation and a fix")
+        object.__setattr__(self, "severity", Severity(self.severity))
+        object.__setattr__(self, "evidence", tuple(self.evidence))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "severity": str(self.severity), "hop": self.hop,
+                "evidence": list(self.evidence), "explanation": self.explanation, "fix": self.fix}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Finding:
+        return cls(data["code"], data["severity"], data.get("hop"), tuple(data["evidence"]),
+                   data["explanation"], data["fix"])
+
+
+class Status(StrEnum):
+    OK = "ok"
+    STOPPED = "stopped"
+    INCONCLUSIVE = "inconclusive"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    status: Status
+    message: str
+    between: tuple[str, str] | None = None
+    """[last hop seen, first hop missing] when stopped."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", Status(self.status))
+        if self.between is not None:
+            object.__setattr__(self, "between", tuple(self.between))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": str(self.status), "between": list(self.between) if self.between else None,
+                "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """The whole answer: what was traced, what was seen, where it stopped and why."""
+
+    target: str
+    protocol: str
+    path: Path
+    observations: tuple[Observation, ...]
+    verdict: Verdict
+    findings: tuple[Finding, ...]
+    window: tuple[float, float]
+    """Start and end of the capture window (epoch seconds): time is data, never the clock."""
+    certain: bool = False
+    """True when waiting longer cannot change the verdict (the trace may stop early)."""
+    focus: str | None = None
+    """The correlation key of the exchange the verdict is about (the ladder shows it)."""
+    sniffed: tuple[str, ...] = ()
+    """The hops that were actually captured on (a hop not sniffed cannot be 'missing')."""
+    replay: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "protocol": self.protocol,
+            "path": [
+                {k: h.to_dict()[k] for k in ("name", "kind", "role", "mac", "mtu", "state", "netns", "master")}
+                for h in self.path.hops
+            ],
+            "observations": [
+                {"hop": o.hop, "time": round(o.time - self.window[0], 6), "direction": str(o.direction),
+                 "message": o.message, "key": o.key}
+                for o in self.observations
+            ],
+            "verdict": self.verdict.to_dict(),
+            "findings": [f.to_dict() for f in self.findings],
+            "focus": self.focus,
+            "sniffed": list(self.sniffed),
+            "replay": self.replay,
+        }

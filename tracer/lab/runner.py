@@ -156,10 +156,10 @@ def teardown(state: LabState) -> None:
 
         for dom in reversed(state.domains):
             vm.destroy_domain(dom)
-    if state.containers:
-        from tracer.lab import container
+    from tracer.lab import container
 
-        for ct in reversed(state.containers):
+    for ct in dict.fromkeys([*reversed(state.containers), container.container_name(names.lab)]):
+        if state.containers or Path(f"/var/lib/lxc/{ct}").exists():
             container.destroy_container(ct)
     for proc in reversed(state.processes):
         network.stop_process(int(proc["pid"]), str(proc["match"]))
