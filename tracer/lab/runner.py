@@ -87,7 +87,8 @@ def _attach_guest(state: LabState, names: LabNames, guest: str, *, start: bool) 
         from tracer.lab import vm
 
         info = vm.start_vm(state, bridge=names.bridge, lab_name=names.lab)
-        return {"kind": "vm", "target": info["domain"], "mac": info["mac"], "port": info["tap"], **info}
+        return {"kind": "vm", "target": info["domain"], "mac": info["mac"], "port": info["tap"],
+                "log": info["console_log"], **info}
     from tracer.lab import container
 
     info = container.create_container(state, lab_name=names.lab, bridge=names.bridge, start=start)
