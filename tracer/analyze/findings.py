@@ -314,7 +314,8 @@ def _latest(entries: list[FdbEntry]) -> FdbEntry:
 def _fdb_text(e: FdbEntry) -> str:
     vlan = f" vlan {e.vlan}" if e.vlan else ""
     age = f" (age {e.age:.1f}s)" if e.age is not None else ""
-    return f"{e.mac} dev {e.port}{vlan} master {e.bridge} {' '.join(e.flags)}".rstrip() + age
+    flags = " ".join(f for f in e.flags if f != "master")
+    return f"{e.mac} dev {e.port}{vlan} master {e.bridge} {flags}".rstrip() + age
 
 
 def hop_named(path: Path, name: str) -> Hop | None:
