@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from tracer import __version__
-from tracer.errors import ExitCode, TracerError
+from tracer.errors import ExitCode, TracerError, UsageError
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 healthy / done, 1 frames stop (see findings), 2 bad usage or input, "
@@ -54,6 +54,121 @@ def _root(
 ) -> None:
     if debug:
         os.environ["TRACEPATH_L2_DEBUG"] = "1"
+
+
+# ---------------------------------------------------------------- trace
+def _exit_for(status: str, interrupted: bool = False) -> ExitCode:
+    if interrupted:
+        return ExitCode.INTERRUPTED
+    return {"ok": ExitCode.OK, "stopped": ExitCode.STOPPED}.get(status, ExitCode.INCONCLUSIVE)
+
+
+@app.command("trace")
+def trace_cmd(
+    target: Annotated[str, typer.Argument(help="VM, container, namespace, or guest MAC.")],
+    dhcp: Annotated[bool, typer.Option("--dhcp", help="Follow DHCP exchanges (the default).")] = False,
+    arp: Annotated[bool, typer.Option("--arp", help="Follow ARP exchanges instead.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", "-t", help="Give up after this many seconds.")] = 30.0,
+    probe: Annotated[
+        bool, typer.Option("--probe", help="SEND one DISCOVER/ARP request from the guest's interface (opt-in).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+    record: Annotated[str | None, typer.Option("--record", help="Write a replayable bundle to this directory.")] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Walk through each hop, for learners.")] = False,
+    nic: Annotated[str | None, typer.Option("--nic", help="Which NIC (MAC or name) of a multi-NIC guest.")] = None,
+) -> None:
+    """Sniff every hop of TARGET's path at once and say where its DHCP/ARP frames stop, and why."""
+    if dhcp and arp:
+        raise UsageError("choose one of --dhcp and --arp")
+    from tracer.errors import require_root
+    from tracer.resolve import resolve_one
+    from tracer.trace import run_trace
+
+    require_root("tracing")
+    protocol = "arp" if arp else "dhcp"
+    path = resolve_one(target, nic)
+    with _countdown(protocol, path.guest.name, as_json) as tick:
+        result = run_trace(path, target=target, protocol=protocol, timeout=timeout, probe=probe, tick=tick)
+    if record:
+        from tracer.recording import record_bundle
+
+        record_bundle(record, result, target=target, protocol=protocol)
+    _render(result.report, as_json=as_json, explain=explain,
+            extra={"probe": result.probe, "interrupted": result.interrupted, "vanished": result.gone,
+                   "capture": [c.to_dict() for c in result.evidence.capture], "notes": list(result.evidence.notes)})
+    raise typer.Exit(_exit_for(result.report.verdict.status, result.interrupted and not result.report.certain))
+
+
+def _render(report, *, as_json: bool, explain: bool, extra: dict | None = None) -> None:
+    from tracer.render import report as render
+
+    if as_json:
+        print(render.as_json(report, extra))
+    else:
+        render.text(report, explain=explain)
+        for key in ("interrupted", "vanished", "probe", "problems", "notes"):
+            value = (extra or {}).get(key)
+            if value:
+                print(f"{key}: {value}")
+
+
+class _countdown:
+    """A live 'waiting... Ns left' line on a terminal's stderr; silent when piped or for --json."""
+
+    def __init__(self, protocol: str, name: str, quiet: bool) -> None:
+        self.live = None if quiet or not sys.stderr.isatty() else (protocol, name)
+
+    def __enter__(self):
+        if self.live is None:
+            return None
+        from tracer.render.console import err
+
+        self.status = err().status(f"sniffing every hop for {self.live[0].upper()} of {self.live[1]}...")
+        self.status.__enter__()
+
+        def tick(left: float) -> None:
+            self.status.update(f"sniffing every hop for {self.live[0].upper()} of {self.live[1]}... {left:.0f}s left")
+
+        return tick
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.status.__exit__(None, None, None)
+
+
+# ---------------------------------------------------------------- replay
+@app.command("replay")
+def replay_cmd(
+    bundle: Annotated[str | None, typer.Argument(help="A bundle directory written by --record.")] = None,
+    hop: Annotated[
+        list[str] | None, typer.Option("--hop", help="NAME=FILE: a tcpdump capture per hop, guest side first.")
+    ] = None,
+    fdb: Annotated[str | None, typer.Option("--fdb", help="Saved `bridge fdb show` output.")] = None,
+    dmesg: Annotated[str | None, typer.Option("--dmesg", help="Saved dmesg output.")] = None,
+    mac: Annotated[str | None, typer.Option("--mac", help="The guest's MAC (guessed from DHCP if absent).")] = None,
+    arp: Annotated[bool, typer.Option("--arp", help="With --hop: follow ARP instead of DHCP.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    explain: Annotated[bool, typer.Option("--explain")] = False,
+) -> None:
+    """Run the same analysis on a recorded bundle, or on tcpdump files taken on each hop."""
+    from tracer import replay
+
+    if bundle and hop:
+        raise UsageError("give a bundle directory or --hop files, not both")
+    if bundle:
+        result = replay.replay_bundle(bundle)
+    else:
+        pairs = []
+        for item in hop or []:
+            name, sep, file = item.partition("=")
+            if not sep or not name or not file:
+                raise UsageError(f"--hop takes NAME=FILE, not {item!r}")
+            pairs.append((name, file))
+        result = replay.replay_files(pairs, protocol="arp" if arp else "dhcp", mac=mac,
+                                     fdb_text=replay.read_text(fdb), dmesg_text=replay.read_text(dmesg))
+    _render(result.report, as_json=as_json, explain=explain,
+            extra={"problems": result.problems, "packets": result.packets, "matched": result.matched})
+    raise typer.Exit(_exit_for(result.report.verdict.status))
 
 
 # ---------------------------------------------------------------- lab
