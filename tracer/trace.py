@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tracer.analyze import analyze
 from tracer.errors import require_root
@@ -66,7 +66,7 @@ def run_trace(
     raw: list = []
     interrupted = False
     probe_info = None
-    with Sniffer(hops) as sniffer, EvidenceCollector(bridges, macs, [h.name for h in hops]) as collector:
+    with Sniffer(hops) as sniffer, EvidenceCollector(bridges, macs, [h.name for h in hops if not h.netns]) as collector:
         start = time.time()
         timings["open"] = time.monotonic() - t0
         if probe:
@@ -79,7 +79,7 @@ def run_trace(
                 observations.extend(dissect(f) for f in frames)
                 collector.poll()
                 now = time.time()
-                report = analyze(path, observations, collector.evidence(), (start, now), protocol=protocol,
+                report = analyze(path, observations, collector.snapshot(), (start, now), protocol=protocol,
                                  target=target, sniffed=_sniffed(hops, sniffer))
                 if report.certain or sniffer.gone or now - start >= timeout:
                     break
@@ -93,7 +93,7 @@ def run_trace(
         observations.extend(dissect(f) for f in frames)
         end = time.time()
         gone = sorted(sniffer.gone)
-        evidence = collector.finish(capture=sniffer.stats())
+        evidence = replace(collector.finish(), capture=tuple(sniffer.stats()))
         sniffed = _sniffed(hops, sniffer)
     t1 = time.monotonic()
     report = analyze(path, observations, evidence, (start, end), protocol=protocol, target=target, sniffed=sniffed)

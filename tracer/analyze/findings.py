@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from tracer.analyze.hops import bridges, guest_port
 from tracer.analyze.kernel_lines import own_address, port_state
-from tracer.model import Evidence, FdbEntry, Finding, Hop, Path, Role, Severity
+from tracer.model import DropEvent, Evidence, FdbEntry, Finding, Hop, Path, Role, Severity
 
 BLOCKING_PORT_STATES = {"blocking", "listening", "learning", "disabled"}
 UNINTERESTING_DROPS = {"NOT_SPECIFIED", "NO_SOCKET", "SOCKET_FILTER", "PKT_TOO_SMALL", "OTHERHOST",
@@ -117,7 +117,7 @@ def kernel_drops(path: Path, evidence: Evidence, stop: Stop | None) -> list[Find
     that STP does not let forward, LOCAL_MAC... Only drops while the exchange was stopped count, so
     unrelated noise on a busy host does not become a finding.
     """
-    drops = [d for d in evidence.drops if d.reason not in UNINTERESTING_DROPS]
+    drops = [d for d in evidence.drops if d.reason not in UNINTERESTING_DROPS or _bridge_forwarding_drop(d)]
     if stop is not None:
         near = [d for d in drops if d.time is None or abs(d.time - stop.time) <= 2.0]
         drops = near or drops
@@ -140,12 +140,21 @@ def kernel_drops(path: Path, evidence: Evidence, stop: Stop | None) -> list[Find
     )]
 
 
+def _bridge_forwarding_drop(d: DropEvent) -> bool:
+    """The bridge's forwarding decision frees frames without a reason code on this kernel family:
+    NOT_SPECIFIED in br_handle_frame_finish is the frame the FDB sent back to its ingress port."""
+    return d.reason == "NOT_SPECIFIED" and d.location.startswith(("br_", "__br_", "nbp_"))
+
+
 _DROP_MEANING = {
+    "NOT_SPECIFIED": "On a bridge function this is the forwarding decision itself: the FDB pointed the "
+                     "destination back at the port the frame came in on (or nowhere), so the bridge freed it.",
     "NETFILTER_DROP": "A netfilter rule (nftables, ebtables or iptables with br_netfilter) decided to drop it.",
     "BRIDGE_INGRESS_STP_STATE": "The port it arrived on is not forwarding (STP blocking/listening/learning).",
     "LOCAL_MAC": "Its source MAC is one of the bridge's own: a reflected frame.",
 }
 _DROP_FIX = {
+    "NOT_SPECIFIED": "bridge fdb show br BRIDGE | grep -i GUEST_MAC   # which port does the FDB name?",
     "NETFILTER_DROP": "nft list ruleset; ebtables -L; iptables -S | grep physdev   # find the rule, then delete it",
     "BRIDGE_INGRESS_STP_STATE": "bridge link show   # find the blocking port; fix the loop STP is breaking",
     "LOCAL_MAC": "find the loop that reflects the host's frames",
