@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tracer.analyze import findings as rules
+from tracer.analyze.checks import static_checks
 from tracer.analyze.findings import Stop
 from tracer.analyze.frames import DHCP_REPLY_TO, DHCP_TO_SERVER, Frame, frames
 from tracer.analyze.hops import DOWN, UP, expected_direction, guest_port, transit
@@ -187,6 +188,7 @@ def _findings(path: Path, evidence: Evidence, stop: Stop | None) -> list[Finding
         *rules.kernel_drops(path, evidence, stop),
         *rules.upstream_no_reply(path, stop),
         *rules.static_findings(path, evidence),
+        *static_checks(path),
     ]
     order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
     return sorted(found, key=lambda f: order[f.severity])
