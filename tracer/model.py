@@ -13,6 +13,10 @@ from enum import StrEnum
 from typing import Any
 
 
+def hop_label(name: str, netns: str | None) -> str:
+    return f"{netns}:{name}" if netns else name
+
+
 class Role(StrEnum):
     """Where a hop sits on the path, guest first, wire last."""
 
@@ -64,6 +68,11 @@ class Hop:
             raise ValueError("a hop needs a name")
         object.__setattr__(self, "role", Role(self.role))
 
+    @property
+    def label(self) -> str:
+        """Unique along a path: the guest's eth0 and the host's eth0 are different hops."""
+        return hop_label(self.name, self.netns)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["role"] = str(self.role)
@@ -109,8 +118,9 @@ class Path:
         object.__setattr__(self, "hops", tuple(self.hops))
         object.__setattr__(self, "notes", tuple(self.notes))
 
-    def hop(self, name: str) -> Hop | None:
-        return next((h for h in self.hops if h.name == name), None)
+    def hop(self, label: str) -> Hop | None:
+        """The hop with this label (netns:name inside a namespace, the bare name on the host)."""
+        return next((h for h in self.hops if h.label == label), None)
 
     def to_dict(self) -> dict[str, Any]:
         return {

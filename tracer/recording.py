@@ -11,10 +11,10 @@ from tracer.trace import TraceResult
 def record_bundle(directory: str, result: TraceResult, *, target: str, protocol: str) -> None:
     report = result.report
     hops = list(report.sniffed)
-    order = [h.name for h in report.path.hops]
+    order = [h.label for h in report.path.hops]
     descriptions = {
-        h.name: f"{h.role}, hop {order.index(h.name) + 1} of {len(order)}" + (f", netns {h.netns}" if h.netns else "")
-        for h in report.path.hops if h.name in hops
+        h.label: f"{h.role}, hop {order.index(h.label) + 1} of {len(order)}" + (f", netns {h.netns}" if h.netns else "")
+        for h in report.path.hops if h.label in hops
     }
     manifest = {
         "target": target,

@@ -50,8 +50,10 @@ def replay_bundle(directory: str) -> ReplayResult:
     bundle = store.load(directory)
     problems: list[str] = []
     obs, total, matched = _observations(bundle.packets(problems), problems)
+    probe = bundle.manifest.get("probe") or {}
     report = analyze(bundle.path, obs, bundle.evidence, bundle.window, protocol=bundle.manifest["protocol"],
-                     target=bundle.manifest["target"], sniffed=bundle.hops, replay=True)
+                     target=bundle.manifest["target"], sniffed=bundle.hops, replay=True,
+                     probes=[probe["key"]] if probe.get("key") else [])
     return ReplayResult(report, problems, total, matched)
 
 

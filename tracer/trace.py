@@ -71,6 +71,7 @@ def run_trace(
         timings["open"] = time.monotonic() - t0
         if probe:
             probe_info = send_probe(path, protocol)
+        probes = [probe_info["key"]] if probe_info and probe_info.get("key") else []
         report = None
         try:
             while True:
@@ -80,7 +81,7 @@ def run_trace(
                 collector.poll()
                 now = time.time()
                 report = analyze(path, observations, collector.snapshot(), (start, now), protocol=protocol,
-                                 target=target, sniffed=_sniffed(hops, sniffer))
+                                 target=target, sniffed=_sniffed(hops, sniffer), probes=probes)
                 if report.certain or sniffer.gone or now - start >= timeout:
                     break
                 if tick:
@@ -96,14 +97,15 @@ def run_trace(
         evidence = replace(collector.finish(), capture=tuple(sniffer.stats()))
         sniffed = _sniffed(hops, sniffer)
     t1 = time.monotonic()
-    report = analyze(path, observations, evidence, (start, end), protocol=protocol, target=target, sniffed=sniffed)
+    report = analyze(path, observations, evidence, (start, end), protocol=protocol, target=target, sniffed=sniffed,
+                     probes=probes)
     timings["analyze"] = time.monotonic() - t1
     timings["total"] = time.monotonic() - t0
     return TraceResult(report, observations, evidence, raw, interrupted, gone, probe_info, timings)
 
 
 def _sniffed(hops: list, sniffer) -> list[str]:
-    return [h.name for h in hops if h.name not in sniffer.failed]
+    return [h.label for h in hops if h.label not in sniffer.failed]
 
 
 def send_probe(path: Path, protocol: str) -> dict:
@@ -120,12 +122,14 @@ def send_probe(path: Path, protocol: str) -> dict:
                 "own retries instead"}
     if protocol == "dhcp":
         xid = probe.send_dhcp_discover(guest.netns, guest.name, path.guest.mac)
-        return {"sent": True, "what": f"DHCP DISCOVER xid 0x{xid:08x}", "from": f"{guest.netns}:{guest.name}"}
+        return {"sent": True, "what": f"DHCP DISCOVER xid 0x{xid:08x}", "key": f"xid 0x{xid:08x}",
+                "from": guest.label}
     sender, target = probe_arp_addresses(path)
     if target is None:
         return {"sent": False, "why": "no address to ARP for: the guest has no lease and no gateway"}
     probe.send_arp_request(guest.netns, guest.name, path.guest.mac, sender, target)
-    return {"sent": True, "what": f"ARP who-has {target} tell {sender}", "from": f"{guest.netns}:{guest.name}"}
+    return {"sent": True, "what": f"ARP who-has {target} tell {sender}", "key": f"who-has {target} tell {sender}",
+            "from": guest.label}
 
 
 def probe_arp_addresses(path: Path) -> tuple[str, str | None]:

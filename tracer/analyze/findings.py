@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from tracer.analyze.hops import bridges, guest_port
 from tracer.analyze.kernel_lines import own_address, port_state
-from tracer.model import DropEvent, Evidence, FdbEntry, Finding, Hop, Path, Role, Severity
+from tracer.model import DropEvent, Evidence, FdbEntry, Finding, Path, Role, Severity
 
 BLOCKING_PORT_STATES = {"blocking", "listening", "learning", "disabled"}
 UNINTERESTING_DROPS = {"NOT_SPECIFIED", "NO_SOCKET", "SOCKET_FILTER", "PKT_TOO_SMALL", "OTHERHOST",
@@ -117,10 +117,12 @@ def kernel_drops(path: Path, evidence: Evidence, stop: Stop | None) -> list[Find
     that STP does not let forward, LOCAL_MAC... Only drops while the exchange was stopped count, so
     unrelated noise on a busy host does not become a finding.
     """
-    drops = [d for d in evidence.drops if d.reason not in UNINTERESTING_DROPS or _bridge_forwarding_drop(d)]
-    if stop is not None:
-        near = [d for d in drops if d.time is None or abs(d.time - stop.time) <= 2.0]
-        drops = near or drops
+    if stop is None:
+        return []  # a host drops plenty on a good day; only drops that explain a stop are evidence
+    drops = [d for d in evidence.drops
+             if (d.reason not in UNINTERESTING_DROPS and not d.reason.startswith("IP_")) or _bridge_forwarding_drop(d)]
+    near = [d for d in drops if d.time is None or abs(d.time - stop.time) <= 2.0]
+    drops = near or drops
     if not drops:
         return []
     by_reason: dict[tuple[str, str], int] = {}
@@ -131,8 +133,8 @@ def kernel_drops(path: Path, evidence: Evidence, stop: Stop | None) -> list[Find
     sample = next(d for d in drops if d.reason == reason)
     return [Finding(
         code="kernel-drop",
-        severity=Severity.ERROR if stop else Severity.WARNING,
-        hop=sample.hop or (stop.missing if stop else None),
+        severity=Severity.ERROR,
+        hop=sample.hop or stop.missing,
         evidence=tuple(f"kfree_skb: reason {r} in {w} x{c}" for (r, w), c in by_reason.items()),
         explanation=(f"The kernel dropped {n} frame(s) with reason {reason} in {where}. "
                      + _DROP_MEANING.get(reason, "The reason names the kernel check that refused the frame.")),
@@ -267,7 +269,7 @@ def stp_blocking(path: Path, evidence: Evidence) -> list[Finding]:
                 code="stp-blocking", severity=Severity.ERROR, hop=h.name,
                 evidence=(f"{h.name}: bridge port state {h.port_state}", *lines[-2:]),
                 explanation=f"{h.name} is a bridge port in state {h.port_state}: it does not forward frames.",
-                fix=f"bridge link show dev {h.name}; ip -d link show {h.master or 'BRIDGE'}   # check STP and forward_delay",
+                fix=f"bridge link show dev {h.name}; ip -d link show {h.master or 'BRIDGE'}   # STP, forward_delay",
             ))
     return out
 
@@ -326,6 +328,3 @@ def _fdb_text(e: FdbEntry) -> str:
     flags = " ".join(f for f in e.flags if f != "master")
     return f"{e.mac} dev {e.port}{vlan} master {e.bridge} {flags}".rstrip() + age
 
-
-def hop_named(path: Path, name: str) -> Hop | None:
-    return path.hop(name)

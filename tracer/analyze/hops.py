@@ -44,7 +44,7 @@ def transit(path: Path, sniffed: set[str] | None, travel: str) -> list[Hop]:
         h for h in path.hops
         if h.role in TRANSIT_ROLES
         and (h.role is not Role.PHYSICAL or len(physical) == 1)
-        and (sniffed is None or h.name in sniffed)
+        and (sniffed is None or h.label in sniffed)
     ]
     return hops if travel == UP else list(reversed(hops))
 

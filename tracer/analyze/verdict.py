@@ -60,17 +60,19 @@ def analyze(
     sniffed: Iterable[str] | None = None,
     timing: Timing = Timing(),
     replay: bool = False,
+    probes: Iterable[str] = (),
 ) -> Report:
     """The whole analysis. `window[1]` is "now" for a live run and the recorded end for a replay."""
-    sniffed_set = set(sniffed) if sniffed is not None else {h.name for h in path.hops}
+    sniffed_set = set(sniffed) if sniffed is not None else {h.label for h in path.hops}
     mac = (path.guest.mac or "").lower() or None
     mine = [o for o in observations if o.protocol == protocol and _belongs(o, mac)]
-    travel_dir = {(h.name, t): str(expected_direction(h, t)) for h in path.hops for t in (UP, DOWN)}
+    travel_dir = {(h.label, t): str(expected_direction(h, t)) for h in path.hops for t in (UP, DOWN)
+                  if h.label in sniffed_set}
     crossings = [_crossing(f, path, sniffed_set) for f in frames(mine, mac, travel_dir)]
     crossings = [c for c in crossings if c.reach >= 0]
     end = window[1]
 
-    verdict, stop, focus, certain = _decide(crossings, protocol, end, timing)
+    verdict, stop, focus, certain = _decide(crossings, protocol, end, timing, set(probes))
     found = _findings(path, evidence, stop)
     if verdict is None:
         blocker = next((f for f in found if f.code in ("link-down", "stp-blocking", "not-attached")
@@ -87,7 +89,7 @@ def analyze(
         target=target, protocol=protocol, path=path,
         observations=tuple(sorted(mine, key=lambda o: o.time)),
         verdict=verdict, findings=tuple(found), window=window, certain=certain, focus=focus,
-        sniffed=tuple(h.name for h in path.hops if h.name in sniffed_set), replay=replay,
+        sniffed=tuple(h.label for h in path.hops if h.label in sniffed_set), replay=replay,
     )
 
 
@@ -100,14 +102,14 @@ def _belongs(o: Observation, mac: str | None) -> bool:
 
 def _crossing(frame: Frame, path: Path, sniffed: set[str]) -> Crossing:
     hops = transit(path, sniffed, frame.travel)
-    crossed = tuple(frame.at(h.name, str(expected_direction(h, frame.travel))) is not None for h in hops)
-    return Crossing(frame, tuple(h.name for h in hops), crossed)
+    crossed = tuple(frame.at(h.label, str(expected_direction(h, frame.travel))) is not None for h in hops)
+    return Crossing(frame, tuple(h.label for h in hops), crossed)
 
 
 def _decide(
-    crossings: list[Crossing], protocol: str, end: float, timing: Timing
+    crossings: list[Crossing], protocol: str, end: float, timing: Timing, probes: set[str]
 ) -> tuple[Verdict | None, Stop | None, str | None, bool]:
-    complete = _complete_exchanges(crossings, protocol)
+    complete = _complete_exchanges(crossings, protocol, probes)
     if complete:
         key, msgs = complete[-1]
         hops = next(c.hops for c in crossings if c.frame.key == key)
@@ -153,8 +155,13 @@ def _replied(request: Crossing, crossings: list[Crossing]) -> bool:
                and c.frame.first >= request.frame.first - 0.001 for c in crossings)
 
 
-def _complete_exchanges(crossings: list[Crossing], protocol: str) -> list[tuple[str, list[str]]]:
-    """Keys whose exchange completed with every frame crossing every hop, oldest first."""
+def _complete_exchanges(crossings: list[Crossing], protocol: str, probes: set[str]) -> list[tuple[str, list[str]]]:
+    """Keys whose exchange completed with every frame crossing every hop, oldest first.
+
+    An exchange our own probe started is complete once its DISCOVER and OFFER crossed every hop
+    both ways: the probe never sends a REQUEST (it must not take a lease), and a request and its
+    reply crossing the whole path in both directions is what "the path works" means.
+    """
     done: dict[str, list[str]] = {}
     order: list[str] = []
     for c in sorted(crossings, key=lambda c: c.frame.first):
@@ -171,6 +178,8 @@ def _complete_exchanges(crossings: list[Crossing], protocol: str) -> list[tuple[
             ok = "ACK" in msgs and "REQUEST" in msgs
             if "DISCOVER" in msgs:
                 ok = ok and "OFFER" in msgs
+            if key in probes and {"DISCOVER", "OFFER"} <= set(msgs):
+                ok = True
             if not ok and "INFORM" in msgs and "ACK" in msgs:
                 ok = True
         else:
@@ -195,12 +204,12 @@ def _findings(path: Path, evidence: Evidence, stop: Stop | None) -> list[Finding
 
 
 def _between_static(path: Path, hop: str | None) -> tuple[str, str] | None:
-    names = [h.name for h in path.hops]
+    names = [h.label for h in path.hops]
     if hop not in names:
         return None
     i = names.index(hop)
     port = guest_port(path)
-    prev = names[i - 1] if i > 0 else (path.guest.name if port and port.name == hop else hop)
+    prev = names[i - 1] if i > 0 else (path.guest.name if port and port.label == hop else hop)
     return (prev, hop)
 
 

@@ -31,20 +31,20 @@ def ladder(report: Report) -> tuple[list[str], list[list[str]]]:
     focus = [o for o in report.observations if o.key == report.focus] if report.focus else []
     messages = _columns(focus, report.protocol)
     hops = [h for h in report.path.hops if h.role is not Role.UPSTREAM]
-    required = {h.name for t in (UP, DOWN) for h in transit_hops(report.path, set(report.sniffed), t)}
+    required = {h.label for t in (UP, DOWN) for h in transit_hops(report.path, set(report.sniffed), t)}
     rows = []
     for hop in hops:
-        row = [hop.name, str(hop.role)]
+        row = [hop.label, str(hop.role)]
         for msg in messages:
             travel = UP if msg in TO_SERVER else DOWN
             want = str(expected_direction(hop, travel))
-            seen = [o for o in focus if o.message == msg and o.hop == hop.name and str(o.direction) == want]
+            seen = [o for o in focus if o.message == msg and o.hop == hop.label and str(o.direction) == want]
             if seen:
                 first = min(o.time for o in focus if o.message == msg)
                 row.append(f"{want} +{(seen[0].time - first) * 1000:.2f}ms")
-            elif hop.name not in report.sniffed:
+            elif hop.label not in report.sniffed:
                 row.append("n/a")
-            elif hop.name not in required:
+            elif hop.label not in required:
                 row.append(".")
             else:
                 row.append("--")
@@ -107,16 +107,16 @@ def explanation(report: Report) -> list[str]:
         reached = None
         for hop in hops:
             want = str(expected_direction(hop, travel))
-            seen = any(o.message == msg and o.hop == hop.name and str(o.direction) == want for o in focus)
+            seen = any(o.message == msg and o.hop == hop.label and str(o.direction) == want for o in focus)
             if seen:
-                lines.append(f"    {hop.name} ({hop.role}): expected '{want}', seen. It got this far.")
-                reached = hop.name
+                lines.append(f"    {hop.label} ({hop.role}): expected '{want}', seen. It got this far.")
+                reached = hop.label
             elif reached is None:
-                lines.append(f"    {hop.name} ({hop.role}): expected '{want}', not seen: it never got here "
+                lines.append(f"    {hop.label} ({hop.role}): expected '{want}', not seen: it never got here "
                              "(or it started further along).")
             else:
-                lines.append(f"    {hop.name} ({hop.role}): expected '{want}', NOT seen although {reached} saw it: "
-                             f"the frame was lost between {reached} and {hop.name}. Everything before {reached} is "
+                lines.append(f"    {hop.label} ({hop.role}): expected '{want}', NOT seen although {reached} saw it: "
+                             f"the frame was lost between {reached} and {hop.label}. Everything before {reached} is "
                              f"ruled out; look at what sits between the two (the bridge's FDB, filters, port state).")
                 break
     return lines

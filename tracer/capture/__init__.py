@@ -1,0 +1,8 @@
+"""Capture: one AF_PACKET socket per hop with a kernel BPF filter, and the one scapy dissector.
+
+Theory of operation: the kernel filter keeps everything but DHCPv4 and ARP out of userspace, so a
+busy bridge costs us nothing; sockets are opened (inside each hop's namespace) before anything is
+sent; each frame keeps the kernel's timestamp and packet type (received vs outgoing), which is all
+the analysis needs to follow a frame along the path. Nothing here sets promiscuous mode: bridge
+ports already are, and a socket bound to an interface sees that interface's own traffic.
+"""
