@@ -136,6 +136,52 @@ class _countdown:
             self.status.__exit__(None, None, None)
 
 
+# ---------------------------------------------------------------- resolve / check
+@app.command("resolve")
+def resolve_cmd(
+    target: Annotated[str, typer.Argument(help="VM, container, namespace, or guest MAC.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the path(s) as JSON.")] = False,
+    nic: Annotated[str | None, typer.Option("--nic", help="Only this NIC (MAC or name).")] = None,
+) -> None:
+    """Print the L2 path(s) of TARGET, guest to wire, with the kernel facts of every hop."""
+    from tracer.render import path as render
+    from tracer.resolve import resolve_all
+
+    paths = resolve_all(target, nic)
+    print(render.as_json(paths)) if as_json else render.text(paths)
+
+
+@app.command("check")
+def check_cmd(
+    target: Annotated[str, typer.Argument(help="VM, container, namespace, or guest MAC.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+    nic: Annotated[str | None, typer.Option("--nic", help="Only this NIC (MAC or name).")] = None,
+) -> None:
+    """Inspect TARGET's path without sending or waiting for anything; exit 1 when a finding is an error."""
+    import json
+
+    from tracer.analyze.checks import static_checks
+    from tracer.analyze.findings import static_findings
+    from tracer.model import Evidence
+    from tracer.render import path as render_path
+    from tracer.resolve import resolve_all
+
+    paths = resolve_all(target, nic)
+    found = [(p, f) for p in paths for f in [*static_findings(p, Evidence()), *static_checks(p)]]
+    if as_json:
+        print(json.dumps({"paths": [p.to_dict() for p in paths], "findings": [f.to_dict() for _, f in found]},
+                         indent=2))
+    else:
+        from tracer.render.report import finding_lines
+
+        render_path.text(paths)
+        print("findings:" if found else "findings: none")
+        for _, f in found:
+            for line in finding_lines(f):
+                print(line)
+    raise typer.Exit(ExitCode.STOPPED if any(f.severity == "error" for _, f in found) else ExitCode.OK)
+
+
 # ---------------------------------------------------------------- replay
 @app.command("replay")
 def replay_cmd(

@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from tracer.analyze.hops import DOWN, UP, expected_direction
 from tracer.analyze.hops import transit as transit_hops
-from tracer.model import Observation, Report, Role, Status
+from tracer.model import Finding, Observation, Report, Role, Status
 from tracer.render.console import out
 
 DHCP_ORDER = ["DISCOVER", "OFFER", "REQUEST", "ACK", "NAK", "DECLINE", "RELEASE", "INFORM"]
@@ -79,14 +79,17 @@ def text(report: Report, *, explain: bool = False) -> None:
     if report.findings:
         c.print("findings:")
     for f in report.findings:
-        c.print(f"  {escape('[' + str(f.severity) + ']')} [bold]{f.code}[/]" + (f" at {f.hop}" if f.hop else ""))
-        for e in f.evidence:
-            c.print(f"      evidence: {escape(e)}")
-        c.print(f"      why: {escape(f.explanation)}")
-        c.print(f"      fix: {escape(f.fix)}")
+        for line in finding_lines(f):
+            c.print(escape(line))
     if explain:
         for line in explanation(report):
             c.print(escape(line))
+
+
+def finding_lines(f: Finding) -> list[str]:
+    return [f"  [{f.severity}] {f.code}" + (f" at {f.hop}" if f.hop else ""),
+            *(f"      evidence: {e}" for e in f.evidence),
+            f"      why: {f.explanation}", f"      fix: {f.fix}"]
 
 
 def explanation(report: Report) -> list[str]:

@@ -1,0 +1,68 @@
+"""Target name -> Path(s): the one step every command starts with.
+
+The configuration (libvirt XML, LXC/LXD config) says what *should* be wired; the kernel says
+what *is*. Where they disagree (a configured bridge that does not exist, a stopped guest whose
+port is gone) we say so in one line rather than guess a path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path as FsPath
+from typing import Any
+
+from tracer.errors import TargetError, UsageError
+from tracer.model import Guest, Path
+
+
+def resolve_all(query: str, nic: str | None = None) -> list[Path]:
+    """Every NIC's path (or just the one `nic` names)."""
+    from tracer.targets import find_target
+    from tracer.targets.base import select_nic
+
+    target = find_target(query)
+    if not target.nics:
+        raise TargetError(f"{target.name} ({target.kind}) has no network interface configured")
+    nics = [select_nic(target, nic)] if nic or len(target.nics) == 1 else list(target.nics)
+    return [path_for(target, n) for n in nics]
+
+
+def resolve_one(query: str, nic: str | None = None) -> Path:
+    """The single path a trace follows; a multi-NIC guest needs --nic."""
+    paths = resolve_all(query, nic)
+    if len(paths) > 1:
+        choices = ", ".join(f"{p.guest.mac or '?'} ({p.guest.nic or p.hops[0].name if p.hops else '?'})"
+                            for p in paths)
+        raise UsageError(f"{paths[0].guest.name} has {len(paths)} NICs: choose one with --nic ({choices})")
+    return paths[0]
+
+
+def path_for(target: Any, nic: Any) -> Path:
+    from tracer.topology import resolve_path
+
+    details: dict[str, Any] = {k: v for k, v in target.details.items()
+                               if k in ("uuid", "nova_uuid", "network_type", "ipv4", "gateway", "config")}
+    details.update({k: v for k, v in nic.details.items() if k in ("ipv4", "gateway", "network")})
+    if nic.link:
+        details["expected_bridge"] = nic.link
+    guest = Guest(name=target.name, kind=target.kind, mac=nic.mac, nic=nic.guest_dev or nic.host_dev,
+                  details={**details, "nic_type": nic.type, **({"mode": nic.mode} if nic.mode else {}),
+                           **({"vlan_id": nic.vlan_id} if nic.vlan_id else {})})
+    if nic.type in ("vhostuser", "none", "empty"):
+        note = nic.note or {"none": "network type none: the guest shares the host's namespace",
+                            "empty": "network type empty: the guest has only a loopback"}.get(nic.type, nic.type)
+        return Path(guest, (), notes=(note,))
+    if nic.link and nic.type in ("bridge", "network", "veth") and not _exists(nic.link):
+        raise TargetError(f"{target.name}: its configuration names bridge {nic.link}, which does not exist on "
+                          "this host")
+    if nic.host_dev and not nic.netns and not _exists(nic.host_dev):
+        state = "" if target.running else " (the guest is not running)"
+        raise TargetError(f"{target.name}: its interface {nic.host_dev} does not exist on this host{state}")
+    if not nic.host_dev and not nic.netns:
+        raise TargetError(f"{target.name}: cannot tell which host interface carries NIC {nic.mac or '?'}"
+                          + ("" if target.running else " (the guest is not running)"))
+    return resolve_path(guest, nic.host_dev, guest_netns=nic.netns, guest_dev=nic.guest_dev,
+                        peer_ifindex=nic.details.get("peer_ifindex"))
+
+
+def _exists(dev: str) -> bool:
+    return FsPath(f"/sys/class/net/{dev}").exists()
