@@ -29,6 +29,10 @@ from tracer.evidence.kmsg import KmsgReader
 from tracer.model import DropEvent, Evidence, FdbEntry, FilterRule, KernelLine
 
 
+KMSG_LOOKBACK = 120.0
+"""Kernel lines from this long before the trace started count as evidence too."""
+
+
 class EvidenceCollector:
     """Kernel evidence for one window: FDB samples, kernel log lines, drops and filter rules."""
 
@@ -70,7 +74,7 @@ class EvidenceCollector:
                 self._before = read_filters(self.hops, self._notes)
             self._sampler = FdbSampler(self.netns)
             if self._want_kmsg:
-                self._kmsg = KmsgReader()
+                self._kmsg = KmsgReader(lookback=KMSG_LOOKBACK)
                 self._kmsg.open()
             if self._want_drops:
                 self._tracer = DropTracer(self.hops)

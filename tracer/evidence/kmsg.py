@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 import re
 from datetime import datetime
 from types import TracebackType
@@ -79,8 +80,12 @@ class KmsgReader:
     and returns nothing.
     """
 
-    def __init__(self, path: str = KMSG) -> None:
+    def __init__(self, path: str = KMSG, *, lookback: float = 0.0) -> None:
+        """`lookback` seconds of lines logged *before* opening count too: an operator who starts
+        tracing mid-outage wants the loop warning the kernel printed a minute ago (the kernel
+        rate-limits them, so the next one may be long in coming)."""
         self.path = path
+        self._since = time.time() - lookback if lookback > 0 else None
         self.notes: list[str] = []
         self._fd: int | None = None
         self._next_seq: int | None = None
@@ -94,7 +99,7 @@ class KmsgReader:
             self.notes.append(f"kernel log not read: cannot open {self.path} ({exc.strerror or exc})")
             return
         try:
-            os.lseek(fd, 0, os.SEEK_END)
+            os.lseek(fd, 0, os.SEEK_SET if self._since is not None else os.SEEK_END)
         except OSError as exc:
             os.close(fd)
             self.notes.append(f"kernel log not read: cannot seek {self.path} ({exc.strerror or exc})")
@@ -127,7 +132,8 @@ class KmsgReader:
             if self._next_seq is not None and seq > self._next_seq:
                 lost += seq - self._next_seq
             self._next_seq = seq + 1
-            out.append(line)
+            if self._since is None or line.time is None or line.time >= self._since:
+                out.append(line)
         if lost:
             self.notes.append(f"kernel log: {lost} line(s) were overwritten before they could be read")
         return out

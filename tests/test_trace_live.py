@@ -1,0 +1,171 @@
+"""The heart of the product, against real labs: `tracepath-l2 [--dhcp|--arp] TARGET`, live."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.helpers import sh
+from tracer.errors import ExitCode
+
+pytestmark = pytest.mark.live
+CLI = [sys.executable, "-m", "tracer.cli"]
+
+
+def trace(*args: str, timeout: float = 60) -> tuple[int, dict, str]:
+    proc = subprocess.run([*CLI, *args, "--json"], capture_output=True, text=True, timeout=timeout)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    try:
+        data = json.loads(proc.stdout)
+    except ValueError:
+        data = {}
+    return proc.returncode, data, proc.stderr
+
+
+def seen(report: dict, hop: str, message: str) -> str | None:
+    return next((o["direction"] for o in report["observations"] if o["hop"] == hop and o["message"] == message
+                 and o["key"] == report["focus"]), None)
+
+
+def codes(report: dict) -> set[str]:
+    return {f["code"] for f in report["findings"]}
+
+
+def test_healthy_namespace_guest_full_dora_at_every_hop(make_lab):
+    state = make_lab("healthy")
+    n = state.name
+    code, report, err = trace("--dhcp", state.info["target"], "--timeout", "20")
+    assert code == ExitCode.OK, (err, report.get("verdict"))
+    assert report["verdict"]["status"] == "ok" and report["findings"] == []
+    for msg, g0, up in (("DISCOVER", "in", "out"), ("OFFER", "out", "in"), ("REQUEST", "in", "out"),
+                        ("ACK", "out", "in")):
+        assert seen(report, f"{n}-g0", msg) == g0 and seen(report, f"{n}-up", msg) == up, msg
+    assert seen(report, f"tl2-{n}-guest:eth0", "DISCOVER") == "out"
+    assert all(c["drops"] == 0 for c in report["capture"])
+
+
+def test_healthy_arp(make_lab):
+    state = make_lab("healthy")
+    code, report, err = trace("--arp", state.info["target"], "--timeout", "20")
+    assert code == ExitCode.OK, (err, report.get("verdict"))
+    assert seen(report, f"{state.name}-up", "request") == "out" and seen(report, f"{state.name}-g0", "reply") == "out"
+
+
+def test_healthy_lxc_guest(make_lab):
+    state = make_lab("healthy", guest="lxc")
+    code, report, err = trace("--dhcp", state.info["target"], "--timeout", "20")
+    assert code == ExitCode.OK, (err, report.get("verdict"))
+    assert seen(report, state.info["guest"]["port"], "ACK") == "out"
+
+
+def test_fdb_mismatch_with_probe_names_uplink_and_guest_port(make_lab):
+    state = make_lab("fdb-mismatch")
+    n = state.name
+    start = time.monotonic()
+    code, report, err = trace("--dhcp", "--probe", state.info["target"], "--timeout", "20")
+    elapsed = time.monotonic() - start
+    assert code == ExitCode.STOPPED, (err, report.get("verdict"))
+    assert report["verdict"]["between"] == [f"{n}-up", f"{n}-g0"]
+    assert report["verdict"]["message"].startswith("OFFER")
+    fdb = next(f for f in report["findings"] if f["code"] == "fdb-mismatch")
+    assert fdb["hop"] == f"{n}-up" and f"{n}-g0" in fdb["explanation"]
+    assert report["probe"]["sent"] and elapsed < 20  # ended on certainty, not the timeout (speed: bench/)
+
+
+def test_own_address_loop_quotes_the_kernel(make_lab):
+    state = make_lab("own-address-loop")
+    line = f"{state.info['bridge']}: received packet on {state.info['uplink']} with own address"
+    deadline = time.monotonic() + 40
+    while line not in sh("dmesg") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    code, report, err = trace("--dhcp", "--probe", state.info["target"], "--timeout", "20")
+    assert code == ExitCode.STOPPED, (err, report.get("verdict"))
+    own = next(f for f in report["findings"] if f["code"] == "own-address-loop")
+    assert line in own["evidence"][0]
+
+
+def test_filter_drop_names_the_rule_and_the_drop_reason(make_lab):
+    state = make_lab("filter-drop")
+    n = state.name
+    code, report, err = trace("--dhcp", "--probe", state.info["target"], "--timeout", "20")
+    assert code == ExitCode.STOPPED, (err, report.get("verdict"))
+    assert report["verdict"]["between"] == [f"{n}-g0", f"{n}-up"]
+    fd = next(f for f in report["findings"] if f["code"] == "filter-drop")
+    assert f"tl2_{n}" in fd["evidence"][0] and "forward" in fd["evidence"][0]
+    kd = next(f for f in report["findings"] if f["code"] == "kernel-drop")
+    assert any("NETFILTER_DROP" in e for e in kd["evidence"])
+
+
+def test_upstream_silent_names_the_uplink_as_last_hop(make_lab):
+    state = make_lab("upstream-silent")
+    code, report, err = trace("--dhcp", "--probe", state.info["target"], "--timeout", "20")
+    assert code == ExitCode.STOPPED, (err, report.get("verdict"))
+    assert report["verdict"]["between"] == [f"{state.name}-up", "upstream"]
+    nr = next(f for f in report["findings"] if f["code"] == "upstream-no-reply")
+    assert nr["hop"] == f"{state.name}-up"
+
+
+def test_guest_port_down_is_link_down(make_lab):
+    state = make_lab("healthy")
+    subprocess.run(["ip", "link", "set", f"{state.name}-g0", "down"], check=True)
+    code, report, err = trace("--dhcp", state.info["target"], "--timeout", "5")
+    assert code == ExitCode.STOPPED, (err, report.get("verdict"))
+    assert "link-down" in codes(report)
+
+
+def test_unknown_target_is_one_line_exit_2():
+    proc = subprocess.run([*CLI, "--dhcp", "no-such-guest-anywhere"], capture_output=True, text=True)
+    assert proc.returncode == ExitCode.USAGE
+    assert proc.stderr.count("\n") == 1 and "unknown target" in proc.stderr
+
+
+def test_ctrl_c_gives_a_partial_report_and_leaves_nothing(make_lab):
+    state = make_lab("upstream-silent")
+    proc = subprocess.Popen([*CLI, "--dhcp", state.info["target"], "--timeout", "30", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err
+    report = json.loads(out)
+    assert report["interrupted"] is True and proc.returncode in (ExitCode.INTERRUPTED, ExitCode.STOPPED)
+    assert not [d for d in os.listdir("/sys/kernel/tracing/instances")
+                if d.startswith("tracepath-l2")] if os.path.isdir("/sys/kernel/tracing/instances") else True
+    for dev in (f"{state.name}-g0", f"{state.name}-br", f"{state.name}-up"):
+        flags = int(open(f"/sys/class/net/{dev}/flags").read(), 16)
+        assert not (dev.endswith("-br") and flags & 0x100), f"{dev} left promiscuous"
+
+
+def test_guest_vanishing_mid_trace_is_a_partial_report(make_lab):
+    state = make_lab("upstream-silent")
+    proc = subprocess.Popen([*CLI, "--dhcp", state.info["target"], "--timeout", "30", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.5)
+    subprocess.run(["ip", "link", "del", f"{state.name}-g0"], check=True)
+    out, err = proc.communicate(timeout=40)
+    assert "Traceback" not in err
+    report = json.loads(out)
+    assert report["vanished"] == [f"{state.name}-g0"]
+
+
+@pytest.mark.vm
+def test_vm_healthy_then_fdb_mismatch(vm_lab):
+    from tests.test_lab_guests import fault
+
+    guest = vm_lab.info["guest"]
+    code, report, err = trace("--dhcp", "instance-0347", "--timeout", "30")
+    assert code == ExitCode.OK, (err, report.get("verdict"))
+    assert seen(report, guest["port"], "ACK") == "out" and seen(report, vm_lab.info["uplink"], "OFFER") == "in"
+    with fault(vm_lab, "fdb-mismatch"):
+        code, report, err = trace("--dhcp", "instance-00000347", "--timeout", "30")
+    assert code == ExitCode.STOPPED, (err, report.get("verdict"))
+    assert report["verdict"]["message"].startswith("OFFER")
+    assert report["verdict"]["between"] == [vm_lab.info["uplink"], guest["port"]]
+    fdb = next(f for f in report["findings"] if f["code"] == "fdb-mismatch")
+    assert fdb["hop"] == vm_lab.info["uplink"] and guest["port"] in fdb["explanation"]
