@@ -20,9 +20,7 @@ def resolve_all(query: str, nic: str | None = None) -> list[Path]:
     from tracer.targets.base import select_nic
 
     target = find_target(query)
-    if not target.nics:
-        raise TargetError(f"{target.name} ({target.kind}) has no network interface configured")
-    nics = [select_nic(target, nic)] if nic or len(target.nics) == 1 else list(target.nics)
+    nics = list(select_nic(target, nic))
     return [path_for(target, n) for n in nics]
 
 
