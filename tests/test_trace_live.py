@@ -122,7 +122,7 @@ def test_guest_port_down_is_link_down(make_lab):
 def test_unknown_target_is_one_line_exit_2():
     proc = subprocess.run([*CLI, "--dhcp", "no-such-guest-anywhere"], capture_output=True, text=True)
     assert proc.returncode == ExitCode.USAGE
-    assert proc.stderr.count("\n") == 1 and "unknown target" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "no-such-guest-anywhere" in proc.stderr
 
 
 def test_ctrl_c_gives_a_partial_report_and_leaves_nothing(make_lab):
@@ -151,7 +151,7 @@ def test_guest_vanishing_mid_trace_is_a_partial_report(make_lab):
     out, err = proc.communicate(timeout=40)
     assert "Traceback" not in err
     report = json.loads(out)
-    assert report["vanished"] == [f"{state.name}-g0"]
+    assert f"{state.name}-g0" in report["vanished"]  # the veth takes the guest side with it
 
 
 @pytest.mark.vm
