@@ -59,7 +59,7 @@ def replay_bundle(directory: str) -> ReplayResult:
 
 # ---------------------------------------------------------------- bring your own captures
 ROLE_BY_POSITION = (Role.GUEST_PORT, Role.BRIDGE, Role.UPLINK)
-BRIDGE_NAME = re.compile(r"^(br|brq|virbr|xenbr|lxcbr|lxdbr|vmbr)")
+BRIDGE_NAME = re.compile(r"^(br|brq|virbr|xenbr|lxcbr|lxdbr|vmbr)|-br$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +102,8 @@ def replay_files(
             if bad:
                 problems.append(f"{file}: link type {sorted(bad)} is not Ethernet; its frames were skipped")
                 packets = [p for p in packets if p.hop != name]
-    roles = [_role(i, n, len(hops)) for i, (n, _) in enumerate(hops)]
+    known_bridges = set(re.findall(r"\bmaster (\S+)", fdb_text or ""))
+    roles = [_role(i, n, len(hops), known_bridges) for i, (n, _) in enumerate(hops)]
     obs, total, matched = _observations(packets, problems)
     guest_mac = (mac or _guess_client(obs) or "").lower() or None
     obs = [_with_direction(o, roles[[n for n, _ in hops].index(o.hop)], guest_mac) for o in obs]
@@ -120,12 +121,14 @@ def replay_files(
     return ReplayResult(report, problems, total, matched)
 
 
-def _role(i: int, name: str, n: int) -> Role:
+def _role(i: int, name: str, n: int, bridges: set[str]) -> Role:
+    """Guest port first, uplink last; in between, a bridge if the saved FDB names it as a master
+    or its name looks like one (br0, brq..., virbr0, lab-br), otherwise another hop on the way out."""
     if i == 0:
         return Role.GUEST_PORT
     if i == n - 1:
         return Role.UPLINK
-    return Role.BRIDGE if BRIDGE_NAME.match(name) else Role.UPLINK
+    return Role.BRIDGE if name in bridges or BRIDGE_NAME.search(name) else Role.UPLINK
 
 
 def _guess_client(obs: list[Observation]) -> str | None:

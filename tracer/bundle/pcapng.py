@@ -34,6 +34,9 @@ class Interface:
     description: str = ""
     linktype: int = LINKTYPE_ETHERNET
     tsresol: float = 1e-9
+    tsdiv: int | None = None
+    """Units per second when the resolution is a power of ten: dividing integers by it gives the
+    very float the live capture computed, so a replayed timestamp equals the recorded one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +119,8 @@ class Reader:
         if len(rest) < 20:
             raise BundleError(f"{self.name}: truncated pcap header")
         _vmaj, _vmin, _tz, _sig, _snap, linktype = struct.unpack(endian + "HHiIII", rest)
-        self.interfaces.append(Interface(self.name, linktype=linktype & 0xFFFF, tsresol=unit))
+        self.interfaces.append(Interface(self.name, linktype=linktype & 0xFFFF, tsresol=unit,
+                                         tsdiv=10**6 if unit == 1e-6 else 10**9))
         hdr = struct.Struct(endian + "IIII")
         offset = 24
         while True:
@@ -135,7 +139,7 @@ class Reader:
                 self.problems.append(f"{self.name}: truncated record at byte {offset}")
                 return
             offset += 16 + incl
-            yield Record(0, sec + frac * unit, data, None, orig)
+            yield Record(0, sec + frac * unit, data, None, orig)  # pcap: seconds + fraction, as tcpdump
 
     # -------------------------------------------------------------- pcapng
     def _pcapng(self, first: bytes) -> Iterator[Record]:
@@ -184,7 +188,7 @@ class Reader:
 
     def _idb(self, body: bytes, endian: str) -> Interface:
         linktype, _res, _snap = struct.unpack(endian + "HHI", body[:8])
-        name, desc, resol = f"{self.name}#{len(self.interfaces)}", "", 1e-6
+        name, desc, resol, div = f"{self.name}#{len(self.interfaces)}", "", 1e-6, 10**6
         for code, value in _options(body[8:], endian):
             if code == 2:
                 name = value.decode(errors="replace").rstrip("\0")
@@ -193,7 +197,8 @@ class Reader:
             elif code == 9 and value:
                 b = value[0]
                 resol = 2.0 ** -(b & 0x7F) if b & 0x80 else 10.0 ** -b
-        return Interface(name, desc, linktype, resol)
+                div = None if b & 0x80 or b > 18 else 10**b
+        return Interface(name, desc, linktype, resol, div)
 
     def _epb(self, body: bytes, endian: str) -> Record | None:
         if len(body) < 20:
@@ -209,8 +214,9 @@ class Reader:
         for code, value in _options(body[20 + incl + ((-incl) % 4):], endian):
             if code == 2 and len(value) >= 4:
                 direction = struct.unpack(endian + "I", value[:4])[0] & 0x3 or None
-        resol = self.interfaces[iid].tsresol
-        return Record(iid, ((hi << 32) | lo) * resol, data, direction, orig)
+        iface = self.interfaces[iid]
+        units = (hi << 32) | lo
+        return Record(iid, units / iface.tsdiv if iface.tsdiv else units * iface.tsresol, data, direction, orig)
 
 
 def _options(buf: bytes, endian: str) -> Iterator[tuple[int, bytes]]:

@@ -145,7 +145,7 @@ class Sniffer:
             for level, kind, payload in anc:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(payload) >= 16:
                     sec, nsec = struct.unpack("qq", payload[:16])
-                    ts = sec + nsec / 1e9
+                    ts = (sec * 1_000_000_000 + nsec) / 1e9  # the same float pcapng replay computes
                 elif level == SOL_PACKET and kind == PACKET_AUXDATA and len(payload) >= 20:
                     status, _l, _s, _m, _n, tci, _tpid = struct.unpack("IIIHHHH", payload[:20])
                     if status & TP_STATUS_VLAN_VALID:
