@@ -56,7 +56,8 @@ def test_lxc_lab_down_leaves_nothing(make_lab):
 def test_vm_guest_gets_a_lease_through_its_tap(vm_lab):
     guest = vm_lab.info["guest"]
     assert guest["target"] == "instance-00000347"
-    assert guest["port"].startswith("vnet") and f"master {vm_lab.info['bridge']}" in sh("ip", "link", "show", guest["port"])
+    assert guest["port"].startswith("vnet")
+    assert f"master {vm_lab.info['bridge']}" in sh("ip", "link", "show", guest["port"])
     log = vm_lab.info["server"]["log"]
     assert wait_for(lambda: count(log, rf"DHCPACK\(eth0\) \S+ {guest['mac']}") >= 1, 90), read(guest["log"])[-2000:]
     assert vm.wait_console(guest["log"], r"tl2-guest: bound 198\.18\.0\.\d+", 10)

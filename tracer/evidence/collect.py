@@ -28,7 +28,6 @@ from tracer.evidence.filters import read_filters
 from tracer.evidence.kmsg import KmsgReader
 from tracer.model import DropEvent, Evidence, FdbEntry, FilterRule, KernelLine
 
-
 KMSG_LOOKBACK = 120.0
 """Kernel lines from this long before the trace started count as evidence too."""
 

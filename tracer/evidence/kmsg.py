@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import errno
 import os
-import time
 import re
+import time
 from datetime import datetime
 from types import TracebackType
 
