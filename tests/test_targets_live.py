@@ -54,6 +54,8 @@ def test_netns_with_a_veth_by_name_and_by_pid() -> None:
         sleeper = subprocess.Popen(["ip", "netns", "exec", ns, "sleep", "60"])
         assert wait_for(lambda: os.stat(f"/proc/{sleeper.pid}/ns/net").st_ino
                         == os.stat(f"/run/netns/{ns}").st_ino, 5)
+        # ...and only after the exec does the process call itself `sleep`
+        assert wait_for(lambda: open(f"/proc/{sleeper.pid}/comm").read().strip() == "sleep", 5)
         for query in (f"pid:{sleeper.pid}", str(sleeper.pid)):
             by_pid = find_target(query)
             assert (by_pid.kind, by_pid.name) == ("netns", f"pid:{sleeper.pid}")
