@@ -63,7 +63,7 @@ def text(report: Report, *, explain: bool = False) -> None:
     c = out()
     g = report.path.guest
     head = f"{report.protocol.upper()} trace of {g.name} ({g.kind}" + (f", MAC {g.mac})" if g.mac else ")")
-    c.print(f"[bold]{escape(head)}[/]" + ("  [replay]" if report.replay else ""))
+    c.print(f"[bold]{escape(head)}[/]" + (escape("  [replay]") if report.replay else ""))
     messages, rows = ladder(report)
     header = ["hop", "role", *messages]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
