@@ -22,9 +22,9 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("args", [["--help"], ["resolve", "--help"], ["trace", "--help"], ["lab", "--help"]])
 def test_help_imports_neither_scapy_nor_pyroute2(args):
-    code = ("import sys; sys.argv = ['tracepath-l2', *%r]\nfrom tracer.cli import main\nmain(sys.argv[1:])\n"
+    code = (f"import sys; sys.argv = ['tracepath-l2', *{args!r}]\nfrom tracer.cli import main\nmain(sys.argv[1:])\n"
             "heavy = [m for m in sys.modules if m.split('.')[0] in ('scapy', 'pyroute2')]\n"
-            "print('HEAVY', heavy)" % (args,))
+            "print('HEAVY', heavy)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "HEAVY []" in proc.stdout, proc.stdout[-300:]
 
