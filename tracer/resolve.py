@@ -8,10 +8,11 @@ port is gone) we say so in one line rather than guess a path.
 from __future__ import annotations
 
 from pathlib import Path as FsPath
+from dataclasses import replace
 from typing import Any
 
 from tracer.errors import TargetError, UsageError
-from tracer.model import Guest, Path
+from tracer.model import Guest, Path, Role
 
 
 def resolve_all(query: str, nic: str | None = None) -> list[Path]:
@@ -53,6 +54,8 @@ def path_for(target: Any, nic: Any) -> Path:
         raise TargetError(f"{target.name}: its configuration names bridge {nic.link}, which does not exist on "
                           "this host")
     if nic.host_dev and not nic.netns and not _exists(nic.host_dev):
+        if nic.link and not target.running:
+            return _configured_path(guest, nic)
         state = "" if target.running else " (the guest is not running)"
         raise TargetError(f"{target.name}: its interface {nic.host_dev} does not exist on this host{state}")
     if not nic.host_dev and not nic.netns:
@@ -60,6 +63,25 @@ def path_for(target: Any, nic: Any) -> Path:
                           + ("" if target.running else " (the guest is not running)"))
     return resolve_path(guest, nic.host_dev, guest_netns=nic.netns, guest_dev=nic.guest_dev,
                         peer_ifindex=nic.details.get("peer_ifindex"))
+
+
+def _configured_path(guest: Guest, nic: Any) -> Path:
+    """A stopped guest: the path its configuration will plug into, its own port marked absent.
+
+    What an operator wants before starting it: is the bridge there, does it lead out, and is the
+    port name free (leftover-veth)?
+    """
+    from tracer.topology import capture_live, walk
+    from tracer.topology.snapshot import sysfs_facts
+
+    snap = capture_live()
+    snap.links[None].append({"ifname": nic.host_dev, "master": nic.link, "operstate": "NOTPRESENT", "flags": [],
+                             "address": None, "linkinfo": {"info_kind": "veth" if nic.type == "veth" else "tun"}})
+    path = walk(snap, guest, nic.host_dev, facts=sysfs_facts)
+    hops = tuple(replace(h, details={**h.details, "absent": "the guest is not running"})
+                 if h.name == nic.host_dev and h.role is Role.GUEST_PORT else h for h in path.hops)
+    return Path(path.guest, hops, (*path.notes, f"{guest.name} is not running: {nic.host_dev} will be "
+                                                     f"created in {nic.link} when it starts"))
 
 
 def _exists(dev: str) -> bool:

@@ -236,7 +236,7 @@ def link_down(path: Path) -> list[Finding]:
     """
     out = []
     for h in path.hops:
-        if h.role is Role.UPSTREAM:
+        if h.role is Role.UPSTREAM or h.details.get("absent"):
             continue
         problem = None
         if h.admin_up is False:

@@ -119,6 +119,17 @@ def walk(
             None) or (inside[0] if inside else None)
         if glink is None:
             raise TopologyError(f"{guest.name}: no interface {guest_dev or ''} inside namespace {guest_netns}")
+        if _kind(glink) in ("macvlan", "macvtap", "ipvlan"):
+            # A macvlan child moved into the guest: no host-side port, its lower device is the way out.
+            data = (glink.get("linkinfo") or {}).get("info_data") or {}
+            lower = snap.find(ifindex=glink.get("link_index")) if start_dev is None else snap.find(start_dev)
+            hops.append(hop_from(glink, Role.GUEST, netns=guest_netns, mode=data.get("mode"),
+                                 lower=lower["ifname"] if lower else None))
+            if lower is None:
+                raise TopologyError(f"{guest.name}: the lower device of its {_kind(glink)} is not on this host")
+            hops.append(hop_from(lower, Role.UPLINK, facts=facts))
+            hops += _below(snap, lower, facts, {lower["ifname"]})
+            return Path(guest, tuple(hops), tuple(notes))
         hops.append(hop_from(glink, Role.GUEST, netns=guest_netns))
         if peer_ifindex is None and start_dev is None:
             peer_ifindex = glink.get("link_index")
