@@ -7,8 +7,8 @@ port is gone) we say so in one line rather than guess a path.
 
 from __future__ import annotations
 
-from pathlib import Path as FsPath
 from dataclasses import replace
+from pathlib import Path as FsPath
 from typing import Any
 
 from tracer.errors import TargetError, UsageError
