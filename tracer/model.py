@@ -13,6 +13,21 @@ from enum import StrEnum
 from typing import Any
 
 
+class _Record:
+    """Plain-JSON round trip shared by the simple records (unknown keys are ignored on load, so an
+    older tool reads a newer bundle's records)."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
 def hop_label(name: str, netns: str | None) -> str:
     return f"{netns}:{name}" if netns else name
 
@@ -37,7 +52,7 @@ class Role(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Hop:
+class Hop(_Record):
     """One interface on the path with the kernel facts that decide whether frames cross it."""
 
     name: str
@@ -73,19 +88,9 @@ class Hop:
         """Unique along a path: the guest's eth0 and the host's eth0 are different hops."""
         return hop_label(self.name, self.netns)
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["role"] = str(self.role)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Hop:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
 
 @dataclass(frozen=True, slots=True)
-class Guest:
+class Guest(_Record):
     """Who the path belongs to, as the target lookup found it."""
 
     name: str
@@ -95,14 +100,6 @@ class Guest:
     nic: str | None = None
     """The guest-side NIC name (eth0) or the host-side name when the inside is invisible."""
     details: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Guest:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +148,7 @@ class Direction(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Observation:
+class Observation(_Record):
     """One DHCP or ARP frame seen at one hop, reduced to what correlation needs."""
 
     hop: str
@@ -177,20 +174,10 @@ class Observation:
     def __post_init__(self) -> None:
         object.__setattr__(self, "direction", Direction(self.direction))
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["direction"] = str(self.direction)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Observation:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
 
 # ---------------------------------------------------------------- what the kernel said meanwhile
 @dataclass(frozen=True, slots=True)
-class FdbEntry:
+class FdbEntry(_Record):
     """A bridge forwarding-database entry for a MAC the analysis cares about."""
 
     mac: str
@@ -205,40 +192,24 @@ class FdbEntry:
     time: float | None = None
     """When this entry was read (entries are sampled during the capture window)."""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "flags", tuple(self.flags))
+
     @property
     def local(self) -> bool:
         return "permanent" in self.flags
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["flags"] = list(self.flags)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FdbEntry:
-        known = {f.name for f in fields(cls)}
-        clean = {k: v for k, v in data.items() if k in known}
-        clean["flags"] = tuple(clean.get("flags", ()))
-        return cls(**clean)
-
 
 @dataclass(frozen=True, slots=True)
-class KernelLine:
+class KernelLine(_Record):
     """One kernel log line (from /dev/kmsg or a saved dmesg) that arrived during the window."""
 
     text: str
     time: float | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> KernelLine:
-        return cls(text=data["text"], time=data.get("time"))
-
 
 @dataclass(frozen=True, slots=True)
-class DropEvent:
+class DropEvent(_Record):
     """A kernel skb drop (tracepoint skb:kfree_skb) of a frame on the path."""
 
     reason: str
@@ -251,17 +222,9 @@ class DropEvent:
     protocol: str | None = None
     """Ethertype as the tracepoint prints it (0x0800, 0x0806)."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DropEvent:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
 
 @dataclass(frozen=True, slots=True)
-class FilterRule:
+class FilterRule(_Record):
     """A packet filter rule on the path that drops (or may drop) L2 traffic."""
 
     source: str
@@ -276,25 +239,14 @@ class FilterRule:
     hop: str | None = None
     """The interface the rule names (iifname/oifname/physdev), when it names one."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FilterRule:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
 
 @dataclass(frozen=True, slots=True)
-class CaptureStats:
+class CaptureStats(_Record):
     """Per-hop socket counters: the proof that a missing frame was not lost by us."""
 
     hop: str
     packets: int
     drops: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
