@@ -102,7 +102,7 @@ def test_without_root_is_exit_4(monkeypatch, capsys):
 
 
 def test_exit_codes_are_the_documented_contract():
-    assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 4, 5, 130]
+    assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 4, 5, 70, 130]
     readme = read(os.path.join(os.path.dirname(__file__), "..", "README.md"))
     for code in ExitCode:
         assert f"| {int(code)} |" in readme, f"README does not document exit code {int(code)}"

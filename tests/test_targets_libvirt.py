@@ -144,6 +144,12 @@ def test_inactive_domain_resolves_networks() -> None:
     assert t.nics[5].details["pci"]["slot"] == "0x10" and "passthrough" in t.nics[5].note
 
 
+def test_hostdev_network_pool() -> None:
+    pool = LibvirtNetwork(name="default", forward_mode="hostdev")
+    t = parse_domain_xml(read("libvirt-inactive-network.xml"), networks=lambda name: pool)
+    assert t.nics[0].type == "hostdev" and not t.nics[0].sniffable and "passthrough" in t.nics[0].note
+
+
 def test_unknown_network_is_a_note_not_an_error() -> None:
     t = parse_domain_xml(read("libvirt-inactive-network.xml"), networks=lambda name: None)
     assert t.nics[0].link is None and "bridge is unknown" in t.nics[0].note

@@ -20,7 +20,8 @@ from tracer.errors import ExitCode, TracerError, UsageError
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 healthy / done, 1 frames stop (see findings), 2 bad usage or input, "
-    "3 inconclusive, 4 missing privileges, 5 host lacks a package or kernel feature, 130 interrupted."
+    "3 inconclusive, 4 missing privileges, 5 host lacks a package or kernel feature, 70 internal error, "
+    "130 interrupted."
 )
 
 app = typer.Typer(
@@ -302,6 +303,12 @@ def main(argv: list[str] | None = None) -> int:
         code = exc.exit_code
     except BrokenPipeError:
         code = ExitCode.OK
+    except Exception as exc:  # noqa: BLE001 - the one place a bug meets the user: one line, not a traceback
+        if debug:
+            raise
+        print(f"tracepath-l2: internal error: {type(exc).__name__}: {exc} (rerun with --debug and report it)",
+              file=sys.stderr)
+        code = ExitCode.INTERNAL
     return int(code or 0)
 
 

@@ -25,6 +25,8 @@ class ExitCode(IntEnum):
     """Missing privileges (root or CAP_NET_ADMIN/CAP_NET_RAW)."""
     ENVIRONMENT = 5
     """The host lacks something the command needs: a package, a daemon or a kernel feature."""
+    INTERNAL = 70
+    """A bug in tracepath-l2 itself (EX_SOFTWARE): one line, and --debug shows the traceback."""
     INTERRUPTED = 130
     """Interrupted (Ctrl-C) before anything could be reported."""
 

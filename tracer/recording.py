@@ -29,5 +29,7 @@ def record_bundle(directory: str, result: TraceResult, *, target: str, protocol:
         "verdict": report.verdict.to_dict(),
         "findings": [f.code for f in report.findings],
     }
-    store.write(directory, manifest=manifest, path=report.path, packets=result.raw, evidence=result.evidence,
+    # tagged(): put a VLAN tag the kernel moved out of the bytes back in, as libpcap does in files
+    packets = (store.Packet(f.hop, f.time, f.outgoing, f.tagged()) for f in result.raw)
+    store.write(directory, manifest=manifest, path=report.path, packets=packets, evidence=result.evidence,
                 hop_descriptions=descriptions)

@@ -66,7 +66,7 @@ def run_trace(
     raw: list = []
     interrupted = False
     probe_info = None
-    with Sniffer(hops) as sniffer, EvidenceCollector(bridges, macs, [h.name for h in hops if not h.netns]) as collector:
+    with Sniffer(hops, partial=True) as sniffer, EvidenceCollector(bridges, macs, [h.name for h in hops if not h.netns]) as collector:
         start = time.time()
         timings["open"] = time.monotonic() - t0
         if probe:

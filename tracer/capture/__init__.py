@@ -5,4 +5,12 @@ busy bridge costs us nothing; sockets are opened (inside each hop's namespace) b
 sent; each frame keeps the kernel's timestamp and packet type (received vs outgoing), which is all
 the analysis needs to follow a frame along the path. Nothing here sets promiscuous mode: bridge
 ports already are, and a socket bound to an interface sees that interface's own traffic.
+
+    bpf.py      the classic BPF programs (as tcpdump -dd compiles them) and SO_ATTACH_FILTER
+    netns.py    run a function or open a socket inside a network namespace, on a helper thread
+    live.py     Sniffer: the per-hop sockets, poll(), drop counters, vanished hops
+    dissect.py  the only scapy user: RawFrame -> Observation, and the ~1 µs struct pre-check
+    probe.py    --probe: one DISCOVER or ARP request from the guest's own interface
+
+Importing this package imports no scapy; dissect() loads three of its layers on first use.
 """

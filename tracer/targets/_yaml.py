@@ -319,40 +319,55 @@ def _strip_comment(text: str) -> str:
     return text.rstrip(_WS)
 
 
-def _strip_flow_comment(text: str) -> str:
-    quote = None
-    for i, ch in enumerate(text):
-        if quote:
-            if ch == quote:
-                quote = None
-            continue
-        if ch in "\"'":
-            quote = ch
-        elif ch == "#" and (i == 0 or text[i - 1] in " \t"):
-            return text[:i].rstrip(_WS)
-    return text
+def _flow_scan(text: str) -> tuple[int, bool, int | None]:
+    """(bracket depth, inside a quoted scalar, index of a comment) of flow text.
 
-
-def _flow_open(text: str) -> bool:
+    A quote opens a quoted scalar only where a flow node starts (after `[`, `{`, `,`, `:` or at the
+    beginning); elsewhere it is part of a plain scalar such as `it's`.
+    """
     depth = 0
     quote = None
     escaped = False
-    for ch in text:
+    node_start = True
+    skip = False
+    for i, ch in enumerate(text):
+        if skip:
+            skip = False
+            continue
         if quote:
             if escaped:
                 escaped = False
             elif ch == "\\" and quote == '"':
                 escaped = True
+            elif ch == quote == "'" and text[i + 1:i + 2] == "'":
+                skip = True
             elif ch == quote:
                 quote = None
             continue
-        if ch in "\"'":
+        if ch in " \t":
+            continue
+        if ch == "#" and (i == 0 or text[i - 1] in " \t"):
+            return depth, False, i
+        if ch in "\"'" and node_start:
             quote = ch
-        elif ch in "[{":
+            node_start = False
+            continue
+        if ch in "[{":
             depth += 1
         elif ch in "]}":
             depth -= 1
-    return depth > 0 or quote is not None
+        node_start = ch in "[{,:"
+    return depth, quote is not None, None
+
+
+def _strip_flow_comment(text: str) -> str:
+    cut = _flow_scan(text)[2]
+    return text if cut is None else text[:cut].rstrip(_WS)
+
+
+def _flow_open(text: str) -> bool:
+    depth, quoted, _ = _flow_scan(text)
+    return depth > 0 or quoted
 
 
 def _closing_quote(text: str, quote: str) -> int | None:

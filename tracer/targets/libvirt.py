@@ -291,6 +291,7 @@ def _interface_nic(
                             f"{', '.join(net.forward_devs)}: the lower device is chosen at start")
             elif net.forward_mode == "hostdev":
                 kind = "hostdev"
+                note = _UNSNIFFABLE_NOTES["hostdev"]
             if net.virtualport:
                 details["virtualport"] = net.virtualport
         if link is None and kind == "network" and note is None:
