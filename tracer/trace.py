@@ -66,7 +66,8 @@ def run_trace(
     raw: list = []
     interrupted = False
     probe_info = None
-    with Sniffer(hops, partial=True) as sniffer, EvidenceCollector(bridges, macs, [h.name for h in hops if not h.netns]) as collector:
+    host_hops = [h.name for h in hops if not h.netns]
+    with Sniffer(hops, partial=True) as sniffer, EvidenceCollector(bridges, macs, host_hops) as collector:
         start = time.time()
         timings["open"] = time.monotonic() - t0
         if probe:
