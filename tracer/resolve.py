@@ -50,7 +50,7 @@ def path_for(target: Any, nic: Any) -> Path:
         note = nic.note or {"none": "network type none: the guest shares the host's namespace",
                             "empty": "network type empty: the guest has only a loopback"}.get(nic.type, nic.type)
         return Path(guest, (), notes=(note,))
-    if nic.link and nic.type in ("bridge", "network", "veth") and not _exists(nic.link):
+    if nic.link and nic.type in ("bridge", "bridged", "network", "veth") and not _exists(nic.link):
         raise TargetError(f"{target.name}: its configuration names bridge {nic.link}, which does not exist on "
                           "this host")
     if nic.host_dev and not nic.netns and not _exists(nic.host_dev):
