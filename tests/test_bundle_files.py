@@ -152,3 +152,11 @@ def test_record_refuses_a_non_empty_directory(tmp_path):
     make_bundle(tmp_path)
     with pytest.raises(BundleError, match="not empty"):
         make_bundle(tmp_path)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(1_500_000_000, 2_000_000_000), st.integers(0, 999_999_999))
+def test_a_live_timestamp_survives_the_pcapng_round_trip_bit_for_bit(sec, nsec):
+    live = (sec * 1_000_000_000 + nsec) / 1e9  # how tracer.capture.live computes it
+    _, [rec] = read_all(pcapng([("vnet3", live, ARP, DIR_IN)]))
+    assert rec.time == live

@@ -292,7 +292,7 @@ class Sniffer:
             for level, kind, payload in anc:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(payload) >= _TIMESPEC.size:
                     sec, nsec = _TIMESPEC.unpack_from(payload)
-                    stamp = sec + nsec * 1e-9
+                    stamp = (sec * 1_000_000_000 + nsec) / 1e9  # bit-identical to what pcapng replay computes
                 elif level == SOL_PACKET and kind == PACKET_AUXDATA and len(payload) >= _AUXDATA.size:
                     status, _len, _snap, _mac, _net, tci, _tpid = _AUXDATA.unpack_from(payload)
                     if status & TP_STATUS_VLAN_VALID:
