@@ -85,3 +85,14 @@ def test_trace_without_root_is_exit_4(monkeypatch, capsys):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert cli_module.main(["--dhcp", "anything"]) == ExitCode.PRIVILEGES
     assert "needs root" in capsys.readouterr().err
+
+
+def test_replay_of_an_unknown_link_type_says_what_was_skipped(tmp_path):
+    import struct
+
+    f = tmp_path / "ppp.pcap"
+    f.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 9)  # LINKTYPE_PPP
+                  + struct.pack("<IIII", 1, 0, 4, 4) + b"\xff\x03\x00\x21")
+    proc = cli("replay", "--hop", f"ppp0={f}", "--json")
+    assert proc.returncode == ExitCode.INCONCLUSIVE and "Traceback" not in proc.stderr
+    assert any("not Ethernet" in p for p in json.loads(proc.stdout)["problems"])

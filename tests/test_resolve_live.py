@@ -108,3 +108,10 @@ def test_macvlan_guest_shows_lower_and_mode(make_lab):
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
         subprocess.run(["ip", "link", "del", lower], check=False, stderr=subprocess.DEVNULL)
+
+
+def test_a_config_naming_a_missing_bridge_is_one_line_exit_2(make_lab):
+    state = make_lab("healthy")
+    legacy = container.write_legacy_container(state, lab_name=state.name, bridge="nosuchbr0", include=False)
+    code, _, err = resolve(legacy["name"])
+    assert code == ExitCode.USAGE and err.count("\n") == 1 and "nosuchbr0" in err and "does not exist" in err
