@@ -31,11 +31,15 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain click help: typer's rich help renderer imports rich.markdown/pygments (~65 ms here),
+    # and `--help` must cost no more than typer itself.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 lab_app = typer.Typer(
     help="Rebuild real outages in network namespaces, for teaching and testing.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(lab_app, name="lab")
 
