@@ -86,8 +86,11 @@ def replay_files(
     """
     if not hops:
         raise BundleError("replay needs a bundle directory or at least one --hop NAME=FILE")
+    from tracer.capture.dissect import is_dhcp_or_arp
+
     problems: list[str] = []
-    packets: list[_Packet] = []
+    packets: list[_Packet] = []  # only DHCP/ARP frames are kept: memory does not grow with the file
+    total = 0
     for name, file in hops:
         try:
             fh = open(file, "rb")  # noqa: SIM115
@@ -96,15 +99,16 @@ def replay_files(
         with fh:
             reader = Reader(fh, name=file)
             for rec in reader:
-                packets.append(_Packet(name, rec.time, rec.direction == DIR_OUT, rec.data))
+                total += 1
+                if reader.interfaces[rec.interface].linktype == 1 and is_dhcp_or_arp(rec.data):
+                    packets.append(_Packet(name, rec.time, rec.direction == DIR_OUT, rec.data))
             problems.extend(reader.problems)
             bad = {i.linktype for i in reader.interfaces} - {1}
             if bad:
                 problems.append(f"{file}: link type {sorted(bad)} is not Ethernet; its frames were skipped")
-                packets = [p for p in packets if p.hop != name]
     known_bridges = set(re.findall(r"\bmaster (\S+)", fdb_text or ""))
     roles = [_role(i, n, len(hops), known_bridges) for i, (n, _) in enumerate(hops)]
-    obs, total, matched = _observations(packets, problems)
+    obs, _, matched = _observations(packets, problems)
     guest_mac = (mac or _guess_client(obs) or "").lower() or None
     obs = [_with_direction(o, roles[[n for n, _ in hops].index(o.hop)], guest_mac) for o in obs]
     path = Path(Guest(guest_mac or "unknown guest", "capture", mac=guest_mac),
