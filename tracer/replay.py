@@ -89,26 +89,31 @@ def replay_files(
     from tracer.capture.dissect import is_dhcp_or_arp
 
     problems: list[str] = []
-    packets: list[_Packet] = []  # only DHCP/ARP frames are kept: memory does not grow with the file
     total = 0
-    for name, file in hops:
-        try:
-            fh = open(file, "rb")  # noqa: SIM115
-        except OSError as exc:
-            raise BundleError(f"{file}: {exc.strerror}") from None
-        with fh:
-            reader = Reader(fh, name=file)
-            for rec in reader:
-                total += 1
-                if reader.interfaces[rec.interface].linktype == 1 and is_dhcp_or_arp(rec.data):
-                    packets.append(_Packet(name, rec.time, rec.direction == DIR_OUT, rec.data))
-            problems.extend(reader.problems)
-            bad = {i.linktype for i in reader.interfaces} - {1}
-            if bad:
-                problems.append(f"{file}: link type {sorted(bad)} is not Ethernet; its frames were skipped")
+
+    def packets() -> Iterable[_Packet]:
+        """Stream every file; only DHCP/ARP frames go on (and are dissected at once): memory does
+        not grow with the file, only with the handful of observations kept."""
+        nonlocal total
+        for name, file in hops:
+            try:
+                fh = open(file, "rb")  # noqa: SIM115
+            except OSError as exc:
+                raise BundleError(f"{file}: {exc.strerror}") from None
+            with fh:
+                reader = Reader(fh, name=file)
+                for rec in reader:
+                    total += 1
+                    if reader.interfaces[rec.interface].linktype == 1 and is_dhcp_or_arp(rec.data):
+                        yield _Packet(name, rec.time, rec.direction == DIR_OUT, rec.data)
+                problems.extend(reader.problems)
+                bad = {i.linktype for i in reader.interfaces} - {1}
+                if bad:
+                    problems.append(f"{file}: link type {sorted(bad)} is not Ethernet; its frames were skipped")
+
+    obs, _, matched = _observations(packets(), problems)
     known_bridges = set(re.findall(r"\bmaster (\S+)", fdb_text or ""))
     roles = [_role(i, n, len(hops), known_bridges) for i, (n, _) in enumerate(hops)]
-    obs, _, matched = _observations(packets, problems)
     guest_mac = (mac or _guess_client(obs) or "").lower() or None
     obs = [_with_direction(o, roles[[n for n, _ in hops].index(o.hop)], guest_mac) for o in obs]
     path = Path(Guest(guest_mac or "unknown guest", "capture", mac=guest_mac),
