@@ -117,10 +117,14 @@ def _decide(
                 None, key, True)
 
     stops: list[Stop] = []
+    replies: dict[str, list[Crossing]] = {}  # by key, so matching requests to replies stays linear
+    for c in crossings:
+        if c.frame.travel == DOWN:
+            replies.setdefault(c.frame.key, []).append(c)
     for c in crossings:
         if c.complete:
             if c.frame.travel == UP and _expects_reply(c.frame):
-                if _replied(c, crossings):
+                if _replied(c, replies.get(c.frame.key, ())):
                     continue
                 if end - c.frame.last >= timing.reply_grace:
                     stops.append(Stop(c.frame.label, c.frame.key, c.frame.travel, c.hops[-1], UPSTREAM, c.frame.last))
@@ -148,11 +152,10 @@ def _expects_reply(frame: Frame) -> bool:
     return frame.message == "request"
 
 
-def _replied(request: Crossing, crossings: list[Crossing]) -> bool:
+def _replied(request: Crossing, replies: Iterable[Crossing]) -> bool:
     """Any reply to this request seen at any hop (whether it then reached the guest is another frame)."""
-    replies = DHCP_REPLY_TO.get(request.frame.message, set()) if request.frame.protocol == "dhcp" else {"reply"}
-    return any(c.frame.key == request.frame.key and c.frame.message in replies and c.frame.travel == DOWN
-               and c.frame.first >= request.frame.first - 0.001 for c in crossings)
+    wanted = DHCP_REPLY_TO.get(request.frame.message, set()) if request.frame.protocol == "dhcp" else {"reply"}
+    return any(c.frame.message in wanted and c.frame.first >= request.frame.first - 0.001 for c in replies)
 
 
 def _complete_exchanges(crossings: list[Crossing], protocol: str, probes: set[str]) -> list[tuple[str, list[str]]]:
