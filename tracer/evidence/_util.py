@@ -7,44 +7,9 @@ Every evidence source must degrade to a note, so `run_tool` turns "not installed
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True, slots=True)
-class ToolResult:
-    """What a tool printed, or why it could not be asked."""
-
-    stdout: str = ""
-    stderr: str = ""
-    returncode: int | None = None
-    error: str | None = None
-    """Set when the tool is missing, timed out or failed: the sentence for Evidence.notes."""
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-def run_tool(argv: Sequence[str], *, timeout: float = 10.0) -> ToolResult:
-    """Run a read-only command and never raise; `error` says why it gave nothing usable."""
-    if not argv or shutil.which(argv[0]) is None:
-        return ToolResult(error=f"{argv[0] if argv else '?'} is not installed")
-    try:
-        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False,
-                              stdin=subprocess.DEVNULL, errors="replace")
-    except subprocess.TimeoutExpired:
-        return ToolResult(error=f"{' '.join(argv)} timed out after {timeout:g}s")
-    except OSError as exc:
-        return ToolResult(error=f"{' '.join(argv)} could not run: {exc.strerror or exc}")
-    if proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip().splitlines()
-        why = detail[-1] if detail else f"exit {proc.returncode}"
-        return ToolResult(proc.stdout, proc.stderr, proc.returncode, f"{' '.join(argv)} failed: {why}")
-    return ToolResult(proc.stdout, proc.stderr, proc.returncode)
+from tracer.hosttools import ToolResult, run_tool  # noqa: F401 - re-exported for evidence
 
 
 def monotonic_to_epoch_offset() -> float:
