@@ -29,7 +29,8 @@ def test_replay_gives_the_live_verdict(expected_file):
 
 def test_there_is_a_bundle_per_scenario():
     names = {p.parent.name for p in CASES}
-    for scenario in ("healthy", "fdb-mismatch", "own-address-loop", "upstream-silent", "filter-drop"):
+    for scenario in ("healthy", "fdb-mismatch", "own-address-loop", "upstream-silent", "filter-drop",
+                     "bridge-mac-float", "stp-blocking", "mtu-mismatch"):
         assert f"{scenario}-ns" in names
     assert {"healthy-vm", "fdb-mismatch-vm"} <= names
 

@@ -303,7 +303,9 @@ def mtu_mismatch(path: Path) -> list[Finding]:
     mtus = {h.name: h.mtu for h in path.hops if h.mtu and h.role not in (Role.GUEST, Role.UPSTREAM)}
     if len(set(mtus.values())) <= 1:
         return []
-    low = min(mtus, key=lambda n: mtus[n])
+    # A bridge's MTU follows its smallest port, so blame a port (uplink first), never the bridge.
+    ports = {h.name: h.mtu for h in reversed(path.hops) if h.name in mtus and h.role is not Role.BRIDGE}
+    low = min(ports or mtus, key=lambda n: (ports or mtus)[n])
     return [Finding(
         code="mtu-mismatch", severity=Severity.WARNING, hop=low,
         evidence=tuple(f"{n}: mtu {m}" for n, m in mtus.items()),

@@ -122,3 +122,30 @@ def bridge_mac_float(state: LabState, names: LabNames) -> dict[str, str]:
 def _mac_of(dev: str) -> str:
     with open(f"/sys/class/net/{dev}/address") as f:
         return f.read().strip()
+
+
+def stp_blocking(state: LabState, names: LabNames, guest_port: str) -> dict[str, str]:
+    """Spanning tree switched on with a long forward delay: every port restarts in listening, then
+    learning, and drops all but BPDUs for 2 x forward_delay (here 2 x 30 s). The outage of a bridge
+    whose STP someone enabled (or a port STP blocked) while guests were expected to boot at once."""
+    run(["ip", "link", "set", names.bridge, "type", "bridge", "forward_delay", "3000", "stp_state", "1"])
+    # Ports already forwarding keep forwarding; a port that comes (back) up starts over in listening.
+    run(["ip", "link", "set", guest_port, "down"])
+    run(["ip", "link", "set", guest_port, "up"])
+    return {"stp": f"{names.bridge}: STP on, forward_delay 30 s; {guest_port} listening then learning"}
+
+
+def revert_stp_blocking(state: LabState, names: LabNames, guest_port: str) -> None:
+    quiet(["ip", "link", "set", names.bridge, "type", "bridge", "stp_state", "0", "forward_delay", "0"])
+
+
+def mtu_mismatch(state: LabState, names: LabNames) -> dict[str, str]:
+    """The uplink with a smaller MTU than the rest of the path: DHCP and ARP still pass (small
+    frames), full-size frames from the guest die at the uplink. The classic after-effect of an
+    overlay or VLAN uplink whose MTU nobody lowered the guests to."""
+    run(["ip", "link", "set", names.uplink, "mtu", "1400"])
+    return {"mtu": f"{names.uplink} mtu 1400, the rest of the path 1500"}
+
+
+def revert_mtu_mismatch(state: LabState, names: LabNames) -> None:
+    quiet(["ip", "link", "set", names.uplink, "mtu", "1500"])

@@ -119,6 +119,22 @@ SCENARIOS: dict[str, Scenario] = {
                       "tracepath-l2 check {target}"),
         ),
         Scenario(
+            "stp-blocking",
+            "the guest's bridge port held in STP blocking state: it drops everything but BPDUs",
+            "a port spanning tree blocked (or a forward_delay nobody waited for)",
+            apply=lambda c: faults.stp_blocking(c.state, c.names, c.guest["port"]),
+            revert=lambda c: faults.revert_stp_blocking(c.state, c.names, c.guest["port"]),
+            try_next=("bridge link show   # look at the state column", "tracepath-l2 check {target}"),
+        ),
+        Scenario(
+            "mtu-mismatch",
+            "the uplink's MTU is smaller than the rest of the path: DHCP passes, full-size frames do not",
+            "an overlay/VLAN uplink whose MTU the guests were never lowered to",
+            apply=lambda c: faults.mtu_mismatch(c.state, c.names),
+            revert=lambda c: faults.revert_mtu_mismatch(c.state, c.names),
+            try_next=("ip link show {bridge}; ip -d link show master {bridge}", "tracepath-l2 check {target}"),
+        ),
+        Scenario(
             "vm",
             "a libvirt/QEMU (TCG) guest instance-00000347 booting busybox and asking for DHCP in a loop",
             "Tracing DHCP through linux bridges in kvm (seed 002)",
