@@ -83,6 +83,20 @@ def test_name_in_use_is_one_line_exit_2(make_lab):
     assert proc.stderr.strip().count("\n") == 0 and "already up" in proc.stderr
 
 
+@pytest.mark.live
+def test_abandoned_lab_is_cleared_by_the_next_up(make_lab):
+    """A lab whose daemons died with the session that built it (its links remain) does not block `up`."""
+    from tracer.lab.network import stop_process
+
+    state = make_lab("healthy")
+    for proc in state.processes:
+        stop_process(int(proc["pid"]), str(proc["match"]))
+    assert runner.abandoned(state.name)
+    again = make_lab("healthy", name=state.name)
+    assert again.processes and not runner.abandoned(state.name)
+    assert wait_for(lambda: "bound" in read(again.info["guest"]["log"]), 15)
+
+
 def test_unknown_scenario_is_one_line_exit_2():
     proc = cli("lab", "up", "no-such-outage")
     assert proc.returncode == ExitCode.USAGE

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -161,30 +161,68 @@ def check_cmd(
     target: Annotated[str, typer.Argument(help="VM, container, namespace, or guest MAC.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
     nic: Annotated[str | None, typer.Option("--nic", help="Only this NIC (MAC or name).")] = None,
+    fix: Annotated[
+        bool, typer.Option("--fix", help="DELETE the leftover links found for TARGET (asks first, on a terminal).")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="With --fix: do not ask.")] = False,
 ) -> None:
-    """Inspect TARGET's path without sending or waiting for anything; exit 1 when a finding is an error."""
+    """Inspect TARGET's path and the host's leftover links without sending anything; exit 1 when a finding is
+    an error. A stopped guest is checked from its configuration. Nothing changes without --fix."""
     import json
 
-    from tracer.analyze.checks import static_checks
-    from tracer.analyze.findings import static_findings
-    from tracer.model import Evidence
-    from tracer.render import path as render_path
-    from tracer.resolve import resolve_all
+    from tracer.errors import require_root
 
-    paths = resolve_all(target, nic)
-    found = [(p, f) for p in paths for f in [*static_findings(p, Evidence()), *static_checks(p)]]
+    if yes and not fix:
+        raise UsageError("--yes confirms --fix; give --fix too")
+    if fix:
+        require_root("check --fix")
+        if not yes and not sys.stdin.isatty():
+            raise UsageError("check --fix deletes links and asks first: run it on a terminal, or add --yes")
+    from tracer.check import check
+    from tracer.check import fix as fix_links
+
+    result = check(target, nic)
+    fixed: list[dict] = []
+    if fix and result.removable:
+        if not as_json:
+            _print_check(result)
+        if yes or _confirm([lo.command for lo in result.removable]):
+            fixed = fix_links(result.removable)
+            result = check(target, nic)
+            if not as_json:
+                print()
+                for item in fixed:
+                    print(f"fixed: {item['command']}" if item["ok"]
+                          else f"not fixed: {item['command']}: {item['error']}")
+                print("after the fix:")
+        elif not as_json:
+            print("nothing changed")
+            raise typer.Exit(ExitCode.STOPPED if result.failed else ExitCode.OK)
     if as_json:
-        print(json.dumps({"paths": [p.to_dict() for p in paths], "findings": [f.to_dict() for _, f in found]},
-                         indent=2))
+        print(json.dumps({"paths": [p.to_dict() for p in result.paths],
+                          "findings": [f.to_dict() for f in result.findings], "fixed": fixed}, indent=2))
     else:
-        from tracer.render.report import finding_lines
+        _print_check(result)
+    raise typer.Exit(ExitCode.STOPPED if result.failed else ExitCode.OK)
 
-        render_path.text(paths)
-        print("findings:" if found else "findings: none")
-        for _, f in found:
-            for line in finding_lines(f):
-                print(line)
-    raise typer.Exit(ExitCode.STOPPED if any(f.severity == "error" for _, f in found) else ExitCode.OK)
+
+def _print_check(result: Any) -> None:
+    from tracer.render import path as render_path
+    from tracer.render.report import finding_lines
+
+    render_path.text(result.paths)
+    print("findings:" if result.findings else "findings: none")
+    for f in result.findings:
+        for line in finding_lines(f):
+            print(line)
+
+
+def _confirm(commands: list[str]) -> bool:
+    """y/N on the terminal (stderr, so --json output stays one object); anything but y/yes is no."""
+    sys.stderr.write("check --fix will run:\n" + "".join(f"  {c}\n" for c in commands)
+                     + f"Run {'it' if len(commands) == 1 else 'them'}? [y/N] ")
+    sys.stderr.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
 # ---------------------------------------------------------------- replay

@@ -60,13 +60,17 @@ def start_process(
     return proc.pid
 
 
-def stop_process(pid: int, match: str) -> None:
-    """Kill `pid` only if it still is the process we started (pids get reused)."""
+def is_ours(pid: int, match: str) -> bool:
+    """Whether `pid` still is the process we started (pids get reused)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
-        return
-    if match in cmdline:
+        return False
+    return match in cmdline
+
+
+def stop_process(pid: int, match: str) -> None:
+    if is_ours(pid, match):
         _kill_wait([pid])
 
 

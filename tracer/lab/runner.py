@@ -51,6 +51,20 @@ def in_use(name: str) -> bool:
     return LabState.load(name) is not None or Path(f"/sys/class/net/{names.bridge}").exists()
 
 
+def abandoned(name: str) -> bool:
+    """A lab whose every daemon is gone is debris from a killed session or CI worker, not a lab in use.
+
+    Its links and namespaces may still stand, but nothing in it works any more; `up` may clear it
+    instead of making the operator run `lab down` first.
+    """
+    state = LabState.load(name)
+    return (
+        state is not None
+        and bool(state.processes)
+        and not any(network.is_ours(int(p["pid"]), str(p["match"])) for p in state.processes)
+    )
+
+
 def up(scenario_name: str, name: str = "lab", guest: str | None = None) -> LabState:
     """Build `scenario` as lab `name`; returns its state, whose `info` says what was built."""
     scenario = scenario_or_error(scenario_name)
@@ -61,6 +75,8 @@ def up(scenario_name: str, name: str = "lab", guest: str | None = None) -> LabSt
             f"scenario {scenario.name} works with --guest {' or '.join(scenario.guests)}, not {guest}"
         )
     require_root("lab up")
+    if abandoned(name):
+        down(name)
     if in_use(name):
         raise UsageError(f"a lab named {name!r} is already up; `tracepath-l2 lab down --name {name}` first")
     state = LabState(name=name, scenario=scenario.name, guest_kind=guest)
