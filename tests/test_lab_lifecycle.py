@@ -24,7 +24,8 @@ def cli(*args: str, **kw) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.live
 @pytest.mark.parametrize("scenario", ["healthy", "fdb-mismatch", "own-address-loop", "upstream-silent",
-                                      "filter-drop", "bridge-mac-float"])
+                                      "filter-drop", "ebtables-drop", "forward-drop", "bridge-mac-float",
+                                      "stp-blocking", "mtu-mismatch"])
 def test_down_leaves_nothing(scenario):
     name = unique_lab_name()
     try:

@@ -1,6 +1,7 @@
 """`check`: everything that can be said about a guest's path without sending or waiting for a frame.
 
-The static findings of its path (port state, MTU, filters, bridge MAC, VLAN parents, ...) plus the
+The static findings of its path (port state, MTU, filter rules that name one of its hops or the
+guest's MAC, bridge MAC, VLAN parents, ...) plus the
 host's leftover links that concern it (`tracer.analyze.leftovers`): the named veth a stopped LXC
 container needs but an earlier start left behind, a libvirt `<target dev>` that is taken, orphan
 veths and taps on its bridge. `fix` is the only code in the project that changes the host's
@@ -38,7 +39,8 @@ def check(query: str, nic: str | None = None) -> CheckResult:
     consequences, so they are not repeated.
     """
     from tracer.analyze.checks import static_checks
-    from tracer.analyze.findings import static_findings
+    from tracer.analyze.findings import filter_drops, static_findings
+    from tracer.evidence.filters import read_filters
     from tracer.analyze.leftovers import leftovers, relevant
     from tracer.model import Evidence
     from tracer.resolve import path_for
@@ -66,7 +68,10 @@ def check(query: str, nic: str | None = None) -> CheckResult:
                                                "and this leftover holds the name its configuration asks for "
                                                "(leftover-veth)" for h in p.hops if h.name in held)))
                  for p in paths]
-    found = [f for p in paths for f in [*static_findings(p, Evidence()), *static_checks(p)] if f.hop not in held]
+    rules = tuple(read_filters(sorted({h.name for p in paths for h in p.hops})))
+    filters = Evidence(filters=rules, filters_before=rules)  # one reading: rules on the path, no counters
+    found = [f for p in paths for f in [*static_findings(p, Evidence()), *static_checks(p), *filter_drops(p, filters)]
+             if f.hop not in held]
     found += [lo.finding for lo in mine]
     removable = list({lo.link: lo for lo in mine if lo.removable}.values())
     return CheckResult(paths, found, removable)

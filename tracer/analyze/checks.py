@@ -121,7 +121,7 @@ def macvlan_isolation(path: Path) -> list[Finding]:
                              + "; and the host itself never reaches its macvlan children through " + lower + "."),
                 fix=f"use bridge mode (macvlan mode bridge), or a Linux bridge instead of {h.kind}",
             ))
-    if path.guest.details.get("network_type") == "none":
+    if "none" in (path.guest.details.get("network_type"), path.guest.details.get("nic_type")):
         out.append(Finding(
             code="macvlan-isolation", severity=Severity.WARNING, hop=None,
             evidence=(f"{path.guest.name}: lxc.net.0.type = none",),

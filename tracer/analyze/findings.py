@@ -167,17 +167,18 @@ def filter_drops(path: Path, evidence: Evidence) -> list[Finding]:
     """A dropping filter rule whose counter grew while we watched.
 
     Counters are read at the start and end of the window: a drop rule that counted packets during
-    the trace is proof, not a guess. Rules that name a hop of this path are reported even without
-    counters.
+    the trace is proof, not a guess. Rules that name a hop of this path or the guest's MAC are
+    reported even without counters (that is all `check`, which waits for nothing, can say).
     """
     before = {(r.source, r.family, r.table, r.chain, r.rule): r.packets for r in evidence.filters_before}
     names = {h.name for h in path.hops}
+    mac = (path.guest.mac or "").lower()
     out = []
     for r in evidence.filters:
         if "drop" not in r.rule and "DROP" not in r.rule and "reject" not in r.rule.lower():
             continue
         grew = r.packets is not None and r.packets > (before.get((r.source, r.family, r.table, r.chain, r.rule)) or 0)
-        if not grew and not (r.hop and r.hop in names):
+        if not grew and not (r.hop and r.hop in names) and not (mac and mac in r.rule.lower()):
             continue
         delta = (r.packets or 0) - (before.get((r.source, r.family, r.table, r.chain, r.rule)) or 0)
         ev = [f"{r.source} {r.family or ''} table {r.table} chain {r.chain}: {r.rule}".replace("  ", " ")]
@@ -188,7 +189,7 @@ def filter_drops(path: Path, evidence: Evidence) -> list[Finding]:
             severity=Severity.ERROR if grew else Severity.WARNING,
             hop=r.hop,
             evidence=tuple(ev),
-            explanation=(f"A {r.source} rule in table {r.table}, chain {r.chain} drops frames on this path"
+            explanation=(f"This {r.source} rule in table {r.table}, chain {r.chain} drops frames on this path"
                          + (" and dropped some while we traced." if grew else ".")),
             fix=_filter_fix(r.source, r.family, r.table, r.chain),
         ))
@@ -275,17 +276,32 @@ def stp_blocking(path: Path, evidence: Evidence) -> list[Finding]:
 
 
 def not_attached(path: Path) -> list[Finding]:
-    """The guest's host-side port is in no bridge, so nothing it receives goes anywhere.
+    """The guest's host-side port is in no bridge (or not the one its configuration names).
 
     A tap or veth that lost its master (a bridge recreated under it, a failed plug) still shows
     the guest's frames, which then go nowhere.
     """
     port = guest_port(path)
-    if port is None or port.kind in ("macvlan", "macvtap", "ipvlan") or port.master:
+    if port is None or port.kind in ("macvlan", "macvtap", "ipvlan"):
         return []
-    if not any(h.role is Role.BRIDGE for h in path.hops) and path.guest.details.get("expected_bridge") is None:
+    if path.guest.details.get("nic_type") in ("macvlan", "vlan", "phys", "physical", "direct", "hostdev"):
+        return []  # their `link` is a lower device, not a bridge to be a port of
+    want = path.guest.details.get("expected_bridge")
+    if port.master and want and port.master != want:
+        return [Finding(
+            code="not-attached", severity=Severity.ERROR, hop=port.name,
+            evidence=(f"{port.name} is a port of {port.master}; the configuration names {want}",),
+            explanation=(f"The guest's port {port.name} is plugged into {port.master}, not {want} as its "
+                         f"configuration says: its frames reach {port.master}'s network, where nothing expects "
+                         "them (a bridge recreated and the port re-plugged by hand, or a config edited while "
+                         "the guest ran)."),
+            fix=f"ip link set {port.name} master {want}",
+        )]
+    if port.master:
         return []
-    want = path.guest.details.get("expected_bridge") or "its bridge"
+    if not any(h.role is Role.BRIDGE for h in path.hops) and want is None:
+        return []
+    want = want or "its bridge"
     return [Finding(
         code="not-attached", severity=Severity.ERROR, hop=port.name,
         evidence=(f"{port.name} has no master; the configuration names {want}",),

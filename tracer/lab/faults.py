@@ -7,6 +7,9 @@ revert was never called.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from tracer.errors import EnvironmentMissing
 from tracer.lab.names import LabNames
 from tracer.lab.shell import quiet, run
 from tracer.lab.state import LabState
@@ -94,6 +97,51 @@ def filter_drop(state: LabState, names: LabNames, guest_mac: str) -> dict[str, s
     )
     run(["nft", "-f", "-"], input=rules)
     return {"nft": f"table bridge {table} chain forward: ether saddr {guest_mac} udp dport 67 drop"}
+
+
+def ebtables_drop(state: LabState, names: LabNames, guest_port: str) -> dict[str, str]:
+    """An ebtables rule on the guest's port drops its DHCP requests in the bridge's FORWARD chain.
+
+    ebtables is where libvirt, OpenStack's old anti-spoofing and many hand-made setups put L2
+    rules; on Debian 12 it is ebtables-nft, so the rule lives in nftables' `bridge filter` table,
+    where `nft list ruleset` shows it in a form `ebtables -L` users do not recognise.
+    """
+    spec = ["-i", guest_port, "-p", "IPv4", "--ip-proto", "udp", "--ip-dport", "67", "-j", "DROP"]
+    if not quiet(["nft", "list", "table", "bridge", "filter"]):
+        state.add("nft_tables", ["bridge", "filter"])  # ebtables creates it: remove it with the lab
+    state.add("xt_rules", ["ebtables", "filter", "FORWARD", *spec])
+    run(["ebtables", "-t", "filter", "-I", "FORWARD", *spec])
+    return {"ebtables": f"ebtables -t filter FORWARD {' '.join(spec)}"}
+
+
+def forward_drop(state: LabState, names: LabNames, guest_port: str) -> dict[str, str]:
+    """With br_netfilter, bridged IPv4 crosses the host's iptables FORWARD chain: a DROP there eats it.
+
+    The classic: Docker sets the FORWARD policy to DROP, br_netfilter is loaded (bridge-nf-call-
+    iptables = 1), and every bridged VM loses DHCP. This lab drops only its own guest's requests
+    (a physdev match on its port), so the host's other traffic is untouched.
+    """
+    key = "net.bridge.bridge-nf-call-iptables"
+    knob = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
+    if not knob.exists():
+        raise EnvironmentMissing("br_netfilter is not available: iptables never sees bridged frames here")
+    if knob.read_text().strip() != "1":
+        state.sysctls.setdefault(key, knob.read_text().strip())
+        state.save()
+        run(["sysctl", "-qw", f"{key}=1"])
+    spec = ["-m", "physdev", "--physdev-in", guest_port, "-p", "udp", "--dport", "67",
+            "-m", "comment", "--comment", f"tl2 lab {names.lab}", "-j", "DROP"]
+    state.add("xt_rules", ["iptables", "filter", "FORWARD", *spec])
+    run(["iptables", "-t", "filter", "-I", "FORWARD", *spec])
+    return {"iptables": f"iptables -t filter -I FORWARD {' '.join(spec)}"}
+
+
+def revert_xt_rules(state: LabState) -> None:
+    for rule in reversed(list(state.xt_rules)):
+        tool, table, chain, *spec = rule
+        quiet([tool, "-t", table, "-D", chain, *spec])
+        state.xt_rules.remove(rule)
+    state.save()
 
 
 def revert_filter_drop(state: LabState, names: LabNames) -> None:

@@ -186,6 +186,8 @@ def teardown(state: LabState) -> None:
             network.kill_namespace_processes(ns)
     for mac, dev in reversed(state.fdb):
         quiet(["bridge", "fdb", "del", mac, "dev", dev, "master"])
+    for tool, table, chain, *spec in reversed(state.xt_rules):
+        quiet([tool, "-t", table, "-D", chain, *spec])
     for family, table in reversed(state.nft_tables):
         quiet(["nft", "delete", "table", family, table])
     for link in reversed([*state.links, names.bridge, names.uplink, names.guest_port]):

@@ -97,6 +97,24 @@ SCENARIOS: dict[str, Scenario] = {
             try_next=("nft list ruleset bridge", "tracepath-l2 --dhcp {target}"),
         ),
         Scenario(
+            "ebtables-drop",
+            "an ebtables rule on the guest's port drops its DHCP requests in the bridge's FORWARD chain",
+            "an L2 anti-spoofing rule left behind by a hand-made or older cloud setup",
+            apply=lambda c: faults.ebtables_drop(c.state, c.names, c.guest["port"]),
+            revert=lambda c: faults.revert_xt_rules(c.state),
+            try_next=("ebtables -t filter -L FORWARD --Lc --Ln", "tracepath-l2 check {target}",
+                      "tracepath-l2 --dhcp {target}"),
+        ),
+        Scenario(
+            "forward-drop",
+            "br_netfilter hands bridged frames to iptables, whose FORWARD chain drops the guest's DHCP",
+            "Docker's FORWARD policy DROP on a host that also bridges VMs",
+            apply=lambda c: faults.forward_drop(c.state, c.names, c.guest["port"]),
+            revert=lambda c: faults.revert_xt_rules(c.state),
+            try_next=("cat /proc/sys/net/bridge/bridge-nf-call-iptables", "iptables -S FORWARD -v",
+                      "tracepath-l2 --dhcp {target}"),
+        ),
+        Scenario(
             "leftover-veth",
             "a stopped LXC container whose veth pair name already exists on the host: lxc-start fails "
             "with 'File exists'",

@@ -42,6 +42,9 @@ class LabState:
     """Links in the host namespace (bridges, host ends of veths, leftover veths)."""
     nft_tables: list[list[str]] = field(default_factory=list)
     """[family, table] pairs in the host namespace."""
+    xt_rules: list[list[str]] = field(default_factory=list)
+    """[tool, table, chain, *spec]: rules added with `tool -t table -I chain *spec` (ebtables, iptables);
+    teardown deletes exactly that rule with -D."""
     fdb: list[list[str]] = field(default_factory=list)
     """[mac, dev] static entries added to a bridge."""
     processes: list[dict[str, Any]] = field(default_factory=list)
