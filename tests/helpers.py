@@ -48,7 +48,8 @@ def host_residue(lab: str) -> list[str]:
               if line.startswith(f"tl2-{lab}-")]
     found += [f"nft {line}" for line in sh("nft", "list", "tables").splitlines() if f"tl2_{lab}" in line]
     found += [f"fdb {line}" for line in sh("bridge", "fdb", "show").splitlines() if f"dev {lab}-" in line]
-    found += [f"iptables {line}" for line in sh("iptables-save").splitlines() if f" {lab}-" in line or f"lab {lab}" in line]
+    found += [f"iptables {line}" for line in sh("iptables-save").splitlines()
+              if f" {lab}-" in line or f"lab {lab}" in line]
     found += [f"ebtables {line}" for line in sh("ebtables-save").splitlines() if f" {lab}-" in line]
     found += [f"process {line}" for line in sh("ps", "-eo", "pid,args").splitlines()
               if f"/run/tracepath-l2/{lab}/" in line or f"tl2-{lab}-" in line]

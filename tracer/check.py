@@ -40,8 +40,8 @@ def check(query: str, nic: str | None = None) -> CheckResult:
     """
     from tracer.analyze.checks import static_checks
     from tracer.analyze.findings import filter_drops, static_findings
-    from tracer.evidence.filters import read_filters
     from tracer.analyze.leftovers import leftovers, relevant
+    from tracer.evidence.filters import read_filters
     from tracer.model import Evidence
     from tracer.resolve import path_for
     from tracer.targets import find_target, select_nic
