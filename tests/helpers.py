@@ -53,6 +53,8 @@ def host_residue(lab: str) -> list[str]:
     found += [f"ebtables {line}" for line in sh("ebtables-save").splitlines() if f" {lab}-" in line]
     found += [f"process {line}" for line in sh("ps", "-eo", "pid,args").splitlines()
               if f"/run/tracepath-l2/{lab}/" in line or f"tl2-{lab}-" in line]
+    found += [f"nwfilter {line}" for line in sh("virsh", "-q", "-c", "qemu:///system", "nwfilter-list").splitlines()
+              if f"tl2-{lab}-" in line]
     found += [f"container {c}" for c in sh("lxc-ls", "-1").split() if c.startswith(f"tl2-{lab}-")]
     if Path(f"/run/tracepath-l2/{lab}").exists():
         found.append(f"dir /run/tracepath-l2/{lab}")

@@ -73,7 +73,7 @@ def test_filter_drop_between_tap_and_uplink_with_counter_and_drop_reason():
     kd = next(f for f in report.findings if f.code == "kernel-drop")
     assert "NETFILTER_DROP" in kd.evidence[0] and "nft_do_chain" in kd.evidence[0]
     fd = next(f for f in report.findings if f.code == "filter-drop")
-    assert "tl2_t" in fd.evidence[0] and "grew by 3" in fd.evidence[1]
+    assert "tl2_t" in fd.evidence[0] and "grew by 3" in fd.evidence[0]
 
 
 def test_own_address_line_becomes_a_finding_with_the_kernel_words():

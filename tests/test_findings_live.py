@@ -131,3 +131,29 @@ def test_lxc_network_type_none_shares_the_host_namespace(tmp_path):
     data = json.loads(proc.stdout)
     found = [f for f in data["findings"] if f["code"] == "macvlan-isolation"]
     assert found and "host's network namespace" in found[0]["explanation"], data
+
+
+@pytest.mark.vm
+def test_libvirt_nwfilter_on_the_vm_tap(vm_lab):
+    """nwfilter writes per-tap iptables chains that never name the tap again: the finding follows the
+    physdev jump into them, proves the drop by the counter, and names the filter to fix, not the rules."""
+    from tracer.lab import runner
+
+    runner.apply_fault(vm_lab, "nwfilter-drop")
+    try:
+        code, data = check("instance-0347")
+        [found] = [f for f in data["findings"] if f["code"] == "filter-drop"]
+        assert found["hop"] == vm_lab.info["guest"]["tap"]
+        assert any("libvirt nwfilter tl2-lab-dhcp" in e for e in found["evidence"])
+        assert found["fix"].startswith("virsh nwfilter-dumpxml tl2-lab-dhcp")
+        proc = subprocess.run([*CLI, "--dhcp", "instance-0347", "--timeout", "25", "--json"],
+                              capture_output=True, text=True, timeout=90)
+        report = json.loads(proc.stdout)
+        assert proc.returncode == ExitCode.STOPPED, report["verdict"]
+        assert report["verdict"]["between"][0] == vm_lab.info["guest"]["tap"]
+        [proof] = [f for f in report["findings"] if f["code"] == "filter-drop"]
+        assert proof["severity"] == "error" and any("counter grew" in e for e in proof["evidence"])
+    finally:
+        runner.revert_fault(vm_lab, "nwfilter-drop")
+    assert "tl2-lab-dhcp" not in subprocess.run(["virsh", "-c", "qemu:///system", "nwfilter-list"],
+                                                capture_output=True, text=True).stdout

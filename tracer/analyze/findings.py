@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from tracer.analyze.hops import bridges, guest_port
 from tracer.analyze.kernel_lines import own_address, port_state
-from tracer.model import DropEvent, Evidence, FdbEntry, Finding, Path, Role, Severity
+from tracer.model import DropEvent, Evidence, FdbEntry, FilterRule, Finding, Path, Role, Severity
 
 BLOCKING_PORT_STATES = {"blocking", "listening", "learning", "disabled"}
 UNINTERESTING_DROPS = {"NOT_SPECIFIED", "NO_SOCKET", "SOCKET_FILTER", "PKT_TOO_SMALL", "OTHERHOST",
@@ -164,34 +164,52 @@ _DROP_FIX = {
 
 
 def filter_drops(path: Path, evidence: Evidence) -> list[Finding]:
-    """A dropping filter rule whose counter grew while we watched.
+    """Dropping filter rules on this path: proof when their counter grew while we watched.
 
     Counters are read at the start and end of the window: a drop rule that counted packets during
     the trace is proof, not a guess. Rules that name a hop of this path or the guest's MAC are
-    reported even without counters (that is all `check`, which waits for nothing, can say).
+    reported even without counters (that is all `check`, which waits for nothing, can say). The
+    rules of one hop and one firewall make one finding: libvirt's nwfilter or neutron put several
+    DROPs in a per-port chain, and the operator fixes them in one place, which the finding names.
     """
     before = {(r.source, r.family, r.table, r.chain, r.rule): r.packets for r in evidence.filters_before}
     names = {h.name for h in path.hops}
     mac = (path.guest.mac or "").lower()
-    out = []
+    nwfilter = {r.hop: r.table for r in evidence.filters if r.source == "nwfilter" and r.hop}
+    groups: dict[tuple[str | None, ...], list[tuple[FilterRule, int]]] = {}
     for r in evidence.filters:
-        if "drop" not in r.rule and "DROP" not in r.rule and "reject" not in r.rule.lower():
-            continue
-        grew = r.packets is not None and r.packets > (before.get((r.source, r.family, r.table, r.chain, r.rule)) or 0)
-        if not grew and not (r.hop and r.hop in names) and not (mac and mac in r.rule.lower()):
+        if r.source == "nwfilter" or not any(w in r.rule.lower() for w in ("drop", "reject")):
             continue
         delta = (r.packets or 0) - (before.get((r.source, r.family, r.table, r.chain, r.rule)) or 0)
-        ev = [f"{r.source} {r.family or ''} table {r.table} chain {r.chain}: {r.rule}".replace("  ", " ")]
-        if grew:
-            ev.append(f"its counter grew by {delta} packet(s) during the trace")
+        grew = r.packets is not None and delta > 0
+        if not grew and not (r.hop and r.hop in names) and not (mac and mac in r.rule.lower()):
+            continue
+        key = (r.hop, r.source) if r.hop else (None, r.source, r.table, r.chain, r.rule)
+        groups.setdefault(key, []).append((r, delta if grew else 0))
+    out = []
+    for items in groups.values():
+        items.sort(key=lambda it: -it[1])
+        first, grew = items[0][0], any(d for _, d in items)
+        ev = [f"{r.source} {r.family or ''} table {r.table} chain {r.chain}: {r.rule}".replace("  ", " ")
+              + (f" (its counter grew by {d} packet(s) during the trace)" if d else "") for r, d in items]
+        owner = nwfilter.get(first.hop) if first.source != "nft" else None
+        if owner:
+            ev.append(f"libvirt nwfilter {owner} is bound to {first.hop}: libvirt wrote these rules and writes them "
+                      "again whenever the domain starts")
+        many = len(items) > 1
+        what = (f"The rules libvirt's nwfilter {owner} wrote" if owner
+                else f"These {first.source} rules" if many else f"This {first.source} rule")
+        verb = "drop" if owner or many else "drops"
         out.append(Finding(
             code="filter-drop",
             severity=Severity.ERROR if grew else Severity.WARNING,
-            hop=r.hop,
+            hop=first.hop,
             evidence=tuple(ev),
-            explanation=(f"This {r.source} rule in table {r.table}, chain {r.chain} drops frames on this path"
+            explanation=(f"{what} (table {first.table}, chain {first.chain}) {verb} frames on this path"
                          + (" and dropped some while we traced." if grew else ".")),
-            fix=_filter_fix(r.source, r.family, r.table, r.chain),
+            fix=(f"virsh nwfilter-dumpxml {owner}   # then fix the filter (virsh nwfilter-edit {owner}) or remove the "
+                 "<filterref> from the guest's interface (virsh edit DOMAIN); a rule deleted by hand comes back"
+                 if owner else _filter_fix(first.source, first.family, first.table, first.chain)),
         ))
     return out
 

@@ -59,11 +59,19 @@ def _hop(names: list[str], hops: set[str]) -> str | None:
 def parse_iptables_save(text: str, hops: Iterable[str] = (), *, physdev: bool = True,
                         tables: Iterable[str] | None = None) -> list[FilterRule]:
     """Physdev rules (when `physdev`, i.e. br_netfilter hands bridged frames to iptables), rules
-    naming a hop with -i/-o, and a FORWARD policy of DROP (when `physdev`), from `iptables-save -c`."""
+    naming a hop with -i/-o, every rule of the chains those jump to (with the hop of the jump), and a
+    FORWARD policy of DROP (when `physdev`), from `iptables-save -c`.
+
+    Following the jumps is what makes managed firewalls readable: libvirt's nwfilter and neutron's
+    iptables firewall match the tap once (`-m physdev --physdev-in vnet3 -g FI-vnet3`) and put the
+    DROPs in a per-port chain that never names the tap again.
+    """
     hopset = set(hops)
     only = set(tables) if tables is not None else None
     table = ""
-    out = []
+    out: list[FilterRule] = []
+    chains: dict[tuple[str, str], list[tuple[int | None, str]]] = {}
+    entries: list[tuple[FilterRule, str]] = []
     for raw in text.splitlines():
         line = raw.strip()
         if line.startswith("*"):
@@ -81,14 +89,38 @@ def parse_iptables_save(text: str, hops: Iterable[str] = (), *, physdev: bool = 
         packets, rule = _strip_counters(line)
         if not rule.startswith("-A "):
             continue
-        chain = rule.split()[1] if len(rule.split()) > 1 else ""
+        words = rule.split()
+        chain = words[1] if len(words) > 1 else ""
+        chains.setdefault((table, chain), []).append((packets, rule))
         names = interfaces(rule)
         is_physdev = "-m physdev" in rule
         named = [n for n in names if n in hopset]
         if not ((physdev and is_physdev) or named):
             continue
-        out.append(FilterRule(source="iptables-physdev" if is_physdev else "iptables", family="ip", table=table,
-                              chain=chain, rule=rule, packets=packets, hop=_hop(names, hopset)))
+        found = FilterRule(source="iptables-physdev" if is_physdev else "iptables", family="ip", table=table,
+                           chain=chain, rule=rule, packets=packets, hop=_hop(names, hopset))
+        out.append(found)
+        entries.append((found, table))
+    seen: set[tuple[str, str]] = set()
+    for entry, tbl in entries:
+        out += _jumped(entry, tbl, chains, seen)
+    return out
+
+
+def _jumped(entry: FilterRule, table: str, chains: dict[tuple[str, str], list[tuple[int | None, str]]],
+            seen: set[tuple[str, str]]) -> list[FilterRule]:
+    """The rules of the user chain `entry` jumps (-j) or goes (-g) to, recursively, each once."""
+    words = entry.rule.split()
+    target = next((words[i + 1] for i, w in enumerate(words[:-1]) if w in ("-j", "-g")), None)
+    if target is None or (table, target) not in chains or (table, target) in seen:
+        return []
+    seen.add((table, target))
+    out = []
+    for packets, rule in chains[(table, target)]:
+        found = FilterRule(source=entry.source, family="ip", table=table, chain=target, rule=rule,
+                           packets=packets, hop=entry.hop)
+        out.append(found)
+        out += _jumped(found, table, chains, seen)
     return out
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tracer.errors import EnvironmentMissing
+from tracer.errors import EnvironmentMissing, LabError
 from tracer.lab.names import LabNames
 from tracer.lab.shell import quiet, run
 from tracer.lab.state import LabState
@@ -134,6 +134,61 @@ def forward_drop(state: LabState, names: LabNames, guest_port: str) -> dict[str,
     state.add("xt_rules", ["iptables", "filter", "FORWARD", *spec])
     run(["iptables", "-t", "filter", "-I", "FORWARD", *spec])
     return {"iptables": f"iptables -t filter -I FORWARD {' '.join(spec)}"}
+
+
+def nwfilter_drop(state: LabState, names: LabNames, domain: str, mac: str) -> dict[str, str]:
+    """A libvirt nwfilter on the VM's interface that drops its DHCP requests.
+
+    nwfilter is how libvirt (and OpenStack's older libvirt firewall driver) does anti-spoofing:
+    `clean-traffic` and friends become ebtables/iptables chains per tap that name the tap once and
+    drop in a chain of their own. A filter without `allow-dhcp` (or with a stale DHCPSERVER) is
+    a classic reason a VM boots and never gets its lease. Applied live with `virsh update-device`.
+    """
+    name = f"tl2-{names.lab}-dhcp"
+    state.add("nwfilters", name)
+    # libvirt writes the ports of a direction='in' rule swapped into the chain for frames *from* the
+    # guest (FI-vnetN: --sport 68 --dport 67): this drops the guest's DISCOVER and REQUEST.
+    rule = ("<filter name='{}' chain='ipv4'>\n  <rule action='drop' direction='in' priority='100'>\n"
+            "    <udp srcportstart='67' dstportstart='68'/>\n  </rule>\n</filter>\n").format(name)
+    run(["virsh", "-c", "qemu:///system", "nwfilter-define", "/dev/stdin"], input=rule)
+    _update_interface(domain, mac, name, check=True)
+    return {"nwfilter": name}
+
+
+def revert_nwfilter_drop(state: LabState, names: LabNames, domain: str, mac: str) -> None:
+    _update_interface(domain, mac, None)
+    name = f"tl2-{names.lab}-dhcp"
+    quiet(["virsh", "-c", "qemu:///system", "nwfilter-undefine", name])
+    if name in state.nwfilters:
+        state.nwfilters.remove(name)
+        state.save()
+
+
+def _update_interface(domain: str, mac: str, filterref: str | None, *, check: bool = False) -> None:
+    try:
+        run(["virsh", "-c", "qemu:///system", "update-device", domain, "/dev/stdin", "--live"],
+            input=_interface_xml(domain, mac, filterref=filterref))
+    except Exception:
+        if check:
+            raise
+        # revert is best effort: teardown destroys the domain, and its filter binding with it
+
+
+def _interface_xml(domain: str, mac: str, *, filterref: str | None) -> str:
+    """The domain's live <interface> for `mac`, with `filterref` set (or removed)."""
+    import xml.etree.ElementTree as ET  # libvirt's own output: no entities to expand
+
+    root = ET.fromstring(run(["virsh", "-c", "qemu:///system", "dumpxml", domain]).stdout)
+    for iface in root.iter("interface"):
+        m = iface.find("mac")
+        if m is None or (m.get("address") or "").lower() != mac.lower():
+            continue
+        for old in iface.findall("filterref"):
+            iface.remove(old)
+        if filterref:
+            ET.SubElement(iface, "filterref", {"filter": filterref})
+        return ET.tostring(iface, encoding="unicode")
+    raise LabError(f"{domain} has no interface with MAC {mac}")
 
 
 def revert_xt_rules(state: LabState) -> None:

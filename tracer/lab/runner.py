@@ -173,6 +173,8 @@ def teardown(state: LabState) -> None:
 
         for dom in reversed(state.domains):
             vm.destroy_domain(dom)
+    for nwfilter in reversed(state.nwfilters):
+        quiet(["virsh", "-c", "qemu:///system", "nwfilter-undefine", nwfilter])
     from tracer.lab import container
 
     for ct in dict.fromkeys([*reversed(state.containers), container.container_name(names.lab)]):

@@ -115,6 +115,16 @@ SCENARIOS: dict[str, Scenario] = {
                       "tracepath-l2 --dhcp {target}"),
         ),
         Scenario(
+            "nwfilter-drop",
+            "a libvirt nwfilter on the VM's interface drops its DHCP requests (anti-spoofing without allow-dhcp)",
+            "libvirt/OpenStack nwfilter anti-spoofing (clean-traffic and friends)",
+            apply=lambda c: faults.nwfilter_drop(c.state, c.names, c.guest["domain"], c.guest["mac"]),
+            revert=lambda c: faults.revert_nwfilter_drop(c.state, c.names, c.guest["domain"], c.guest["mac"]),
+            guests=("vm",),
+            try_next=("virsh nwfilter-binding-list", "virsh nwfilter-dumpxml {nwfilter}",
+                      "tracepath-l2 --dhcp {target}"),
+        ),
+        Scenario(
             "leftover-veth",
             "a stopped LXC container whose veth pair name already exists on the host: lxc-start fails "
             "with 'File exists'",

@@ -51,6 +51,8 @@ class LabState:
     """{"pid": int, "match": str}: killed only when /proc/PID/cmdline still contains `match`."""
     containers: list[str] = field(default_factory=list)
     domains: list[str] = field(default_factory=list)
+    nwfilters: list[str] = field(default_factory=list)
+    """libvirt nwfilters the lab defined (undefined after its domains are gone)."""
     paths: list[str] = field(default_factory=list)
     sysctls: dict[str, str] = field(default_factory=dict)
     """Host sysctls the lab changed, with the value to restore."""
