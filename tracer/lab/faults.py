@@ -148,8 +148,8 @@ def nwfilter_drop(state: LabState, names: LabNames, domain: str, mac: str) -> di
     state.add("nwfilters", name)
     # libvirt writes the ports of a direction='in' rule swapped into the chain for frames *from* the
     # guest (FI-vnetN: --sport 68 --dport 67): this drops the guest's DISCOVER and REQUEST.
-    rule = ("<filter name='{}' chain='ipv4'>\n  <rule action='drop' direction='in' priority='100'>\n"
-            "    <udp srcportstart='67' dstportstart='68'/>\n  </rule>\n</filter>\n").format(name)
+    rule = (f"<filter name='{name}' chain='ipv4'>\n  <rule action='drop' direction='in' priority='100'>\n"
+            "    <udp srcportstart='67' dstportstart='68'/>\n  </rule>\n</filter>\n")
     run(["virsh", "-c", "qemu:///system", "nwfilter-define", "/dev/stdin"], input=rule)
     _update_interface(domain, mac, name, check=True)
     return {"nwfilter": name}
