@@ -263,17 +263,11 @@ def _orphan_veth(link: HostLink, inv: Inventory) -> Leftover:
                 f"namespace with nsid {link.netnsid}, which no named namespace, nsfs mount, process or open file "
                 f"holds any more"]
     evidence += [n for n in inv.notes if "namespace" in n]
-    where = f"; as a port of {link.master} it floods the bridge's broadcasts into nowhere" if link.master else ""
-    return Leftover(
-        link=link.name, ifindex=link.ifindex, bridge=link.master,
-        finding=Finding(
-            code=CODE, severity=Severity.WARNING, hop=link.name, evidence=tuple(evidence),
-            explanation=(f"{link.name} is one end of a veth whose other end is in a network namespace nothing "
-                         f"uses any more (its container or process is gone, but something inside the kernel "
-                         f"keeps the namespace alive). No frame sent into {link.name} arrives anywhere{where}, "
-                         f"and its name stays taken for the next guest that wants it."),
-            fix=f"ip link del {link.name}",
-        ))
+    return _orphan(link, evidence, (
+        f"{link.name} is one end of a veth whose other end is in a network namespace nothing uses any more (its "
+        f"container or process is gone, but something inside the kernel keeps the namespace alive). No frame sent "
+        f"into {link.name} arrives anywhere{_flooding(link)}, and its name stays taken for the next guest that "
+        "wants it."))
 
 
 def _orphan_tap(link: HostLink, inv: Inventory) -> Leftover:
@@ -281,17 +275,23 @@ def _orphan_tap(link: HostLink, inv: Inventory) -> Leftover:
     evidence = [link.ip_show(),
                 f"{link.name} is a persistent tap with no carrier: no QEMU process has it open",
                 "no running libvirt domain uses it" + (f" (not running: {', '.join(stopped[:5])})" if stopped else "")]
-    where = f"; as a port of {link.master} it floods the bridge's broadcasts into nowhere" if link.master else ""
+    return _orphan(link, evidence, (
+        f"{link.name} is named like a libvirt/nova tap, but the domain it belonged to is no longer running: a tap "
+        "a VM uses has carrier while QEMU holds it, and libvirt removes its taps when the domain stops. This one "
+        f"survived{_flooding(link)}, and a domain whose configuration names {link.name} cannot start while it "
+        "exists."))
+
+
+def _flooding(link: HostLink) -> str:
+    return f"; as a port of {link.master} it floods the bridge's broadcasts into nowhere" if link.master else ""
+
+
+def _orphan(link: HostLink, evidence: list[str], explanation: str) -> Leftover:
+    """A link nothing will use again: a warning (nothing is blocked yet), fixed by deleting it."""
     return Leftover(
         link=link.name, ifindex=link.ifindex, bridge=link.master,
-        finding=Finding(
-            code=CODE, severity=Severity.WARNING, hop=link.name, evidence=tuple(evidence),
-            explanation=(f"{link.name} is named like a libvirt/nova tap, but the domain it belonged to is no longer "
-                         f"running: a tap a VM uses has carrier while QEMU holds it, and libvirt removes its taps "
-                         f"when the domain stops. This one survived{where}, and a domain whose configuration "
-                         f"names {link.name} cannot start while it exists."),
-            fix=f"ip link del {link.name}",
-        ))
+        finding=Finding(code=CODE, severity=Severity.WARNING, hop=link.name, evidence=tuple(evidence),
+                        explanation=explanation, fix=f"ip link del {link.name}"))
 
 
 def _users(guests: Iterable[GuestConfig]) -> dict[str, GuestConfig]:
