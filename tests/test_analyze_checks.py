@@ -94,3 +94,16 @@ def test_container_bridged_onto_a_cloud_vm_nic():
     path = with_hop(path, "brq5dddda71-76", addr_assign_type=3)
     [f] = static_checks(path)
     assert f.code == "upstream-no-reply" and "allowed-address" in f.fix
+
+
+@pytest.mark.parametrize(("address", "mac"), [
+    ("fe80::44ef:33ff:fe24:a19c", "46:ef:33:24:a1:9c"),
+    ("fe80::ff:fe00:1/64", "02:00:00:00:00:01"),
+    ("fe80::1", None),                        # not EUI-64: spells no MAC
+    ("fe80::a8bb:ccdd:eeff:1122", None),      # stable-privacy style
+    ("not an address", None),
+])
+def test_mac_from_eui64(address, mac):
+    from tracer.topology.bridge_mac import mac_from_eui64
+
+    assert mac_from_eui64(address) == mac

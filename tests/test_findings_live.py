@@ -63,6 +63,9 @@ def test_bridge_mac_float(make_lab):
     assert "bridge-mac-float" in codes(data)
     finding = next(f for f in data["findings"] if f["code"] == "bridge-mac-float")
     assert finding["hop"] == state.info["bridge"] and finding["fix"].startswith(f"ip link set {state.info['bridge']}")
+    # it did change, and the kernel's own record says so: the link-local spells the MAC it came up with
+    assert finding["severity"] == "error" and code == ExitCode.STOPPED
+    assert any("EUI-64" in e and state.info["fault"]["bridge_mac_before"] in e for e in finding["evidence"])
 
 
 def test_guest_port_down_is_link_down(make_lab):

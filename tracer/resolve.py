@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path as FsPath
 from typing import Any
 
+from tracer.analyze.checks import NET_ADDR_SET
 from tracer.errors import TargetError, UsageError
 from tracer.model import Guest, Path, Role
 
@@ -61,8 +62,22 @@ def path_for(target: Any, nic: Any) -> Path:
     if not nic.host_dev and not nic.netns:
         raise TargetError(f"{target.name}: cannot tell which host interface carries NIC {nic.mac or '?'}"
                           + ("" if target.running else " (the guest is not running)"))
-    return resolve_path(guest, nic.host_dev, guest_netns=nic.netns, guest_dev=nic.guest_dev,
-                        peer_ifindex=nic.details.get("peer_ifindex"))
+    return with_bridge_history(resolve_path(guest, nic.host_dev, guest_netns=nic.netns, guest_dev=nic.guest_dev,
+                                            peer_ifindex=nic.details.get("peer_ifindex")))
+
+
+def with_bridge_history(path: Path) -> Path:
+    """Note on each unpinned bridge the MAC it came up with, when that is not its MAC now."""
+    from tracer.topology.bridge_mac import earlier_mac
+
+    hops = []
+    for h in path.hops:
+        if h.role is Role.BRIDGE and h.addr_assign_type not in (None, NET_ADDR_SET):
+            found = earlier_mac(h.name, h.mac, h.netns)
+            if found:
+                h = replace(h, details={**h.details, "previous_mac": found[0], "previous_mac_evidence": found[1]})
+        hops.append(h)
+    return replace(path, hops=tuple(hops))
 
 
 def _configured_path(guest: Guest, nic: Any) -> Path:
@@ -77,7 +92,7 @@ def _configured_path(guest: Guest, nic: Any) -> Path:
     snap = capture_live()
     snap.links[None].append({"ifname": nic.host_dev, "master": nic.link, "operstate": "NOTPRESENT", "flags": [],
                              "address": None, "linkinfo": {"info_kind": "veth" if nic.type == "veth" else "tun"}})
-    path = walk(snap, guest, nic.host_dev, facts=sysfs_facts)
+    path = with_bridge_history(walk(snap, guest, nic.host_dev, facts=sysfs_facts))
     hops = tuple(replace(h, details={**h.details, "absent": "the guest is not running"})
                  if h.name == nic.host_dev and h.role is Role.GUEST_PORT else h for h in path.hops)
     return Path(path.guest, hops, (*path.notes, f"{guest.name} is not running: {nic.host_dev} will be "

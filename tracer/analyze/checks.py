@@ -32,7 +32,8 @@ def bridge_mac_float(path: Path) -> list[Finding]:
             ev.append(f"{br.name} {br.mac} is borrowed from its lowest port {lowest[0]}")
         changed = br.details.get("previous_mac")
         if changed and br.mac and changed.lower() != br.mac.lower():
-            ev.append(f"{br.name} changed address: was {changed}, now {br.mac}")
+            ev.append(br.details.get("previous_mac_evidence")
+                      or f"{br.name} changed address: was {changed}, now {br.mac}")
         out.append(Finding(
             code="bridge-mac-float",
             severity=Severity.ERROR if changed and changed != br.mac else Severity.WARNING,
@@ -41,7 +42,8 @@ def bridge_mac_float(path: Path) -> list[Finding]:
             explanation=(f"{br.name} has no address of its own, so it takes the lowest MAC of its ports. When a port "
                          "with a lower MAC joins (a new container's random veth), the bridge's MAC changes, the "
                          "host's neighbours keep sending to the old one, and the host's traffic stalls until their "
-                         "ARP caches expire."),
+                         "ARP caches expire."
+                         + (f" It already did: it came up as {changed}." if changed and changed != br.mac else "")),
             fix=(f"ip link set {br.name} address {br.mac or 'MAC'}   # and persist it: bridge_hw {br.mac or 'MAC'} "
                  "(ifupdown) or MACAddress= in the .netdev (systemd-networkd)"),
         ))

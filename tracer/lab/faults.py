@@ -213,6 +213,10 @@ def bridge_mac_float(state: LabState, names: LabNames) -> dict[str, str]:
     keep sending to the old one, and the host's traffic stalls until their caches expire.
     """
     before = _mac_of(names.bridge)
+    # A host's bridge has had IPv6 since boot: its link-local spells the MAC it came up with, which
+    # is how `check` proves the address moved. (Lab links otherwise run without IPv6.)
+    run(["sysctl", "-qw", f"net.ipv6.conf.{names.bridge}.addr_gen_mode=0"])
+    run(["sysctl", "-qw", f"net.ipv6.conf.{names.bridge}.disable_ipv6=0"])
     newport = f"{names.lab}-nv"
     state.add("links", newport)
     run(["ip", "link", "add", newport, "address", "02:00:00:00:00:01", "type", "veth",
