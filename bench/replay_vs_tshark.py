@@ -6,8 +6,9 @@ then runs, each `--runs` times (median reported):
   tracepath-l2 replay --hop x=FILE --json
   tshark -r FILE -Y "dhcp or arp"
   tcpdump -r FILE "udp port 67 or udp port 68 or arp"
-and prints packets/s, peak RSS (from wait4's ru_maxrss) and the ratios the issue sets as targets.
+and prints packets/s, peak RSS (GNU time's %M) and the ratios the issue sets as targets.
 Usage: bench/replay_vs_tshark.py [--packets 2000000] [--runs 3]   (writes bench/results/replay.json)
+bench/run runs the same comparison (with these files) among all the other benchmarks.
 """
 
 from __future__ import annotations
@@ -50,10 +51,20 @@ def write_pcap(path: Path, n: int) -> None:
 
 
 def measure(argv: list[str]) -> tuple[float, int]:
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, _, usage = os.wait4(proc.pid, 0)
-    return time.perf_counter() - start, usage.ru_maxrss
+    """Wall seconds and peak RSS (KB) of `argv` alone.
+
+    wait4's ru_maxrss of a child forked from this process starts at this process's own RSS (vfork
+    shares our memory until exec), so small tools would show our size; GNU time forks from a 2 MB
+    process instead (bench/run does the same, with a fallback when /usr/bin/time is missing).
+    """
+    if not os.path.exists("/usr/bin/time"):
+        raise SystemExit("needs GNU time (/usr/bin/time) for peak RSS; or run bench/run, which has a fallback")
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(["/usr/bin/time", "-o", out.name, "-f", "%M", *argv], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        os.wait4(proc.pid, 0)
+        return time.perf_counter() - start, int(Path(out.name).read_text().split()[-1])
 
 
 def main() -> None:
