@@ -90,6 +90,26 @@ def test_stp_blocking_port_state_is_read():
     assert "stp-blocking" in [f.code for f in report.findings] and report.verdict.status == "stopped"
 
 
+def test_chained_bridges_are_walked_through_their_patch_veths():
+    """Three bridges joined by same-namespace veth pairs (recorded live): the walk crosses every
+    pair, and each bridge expects the guest's MAC on its own port towards the guest."""
+    from tracer.analyze.findings import fdb_mismatch
+    from tracer.model import FdbEntry
+
+    snap = Snapshot.from_json((DATA / "three-bridges-chain.json").read_text())
+    mac = "52:54:00:aa:bb:01"
+    path = walk(snap, Guest("c-guest", "netns", mac=mac), None, guest_netns="c-guest", guest_dev="eth0")
+    assert roles(path) == [("eth0", "guest"), ("kg0", "guest-port"), ("kb1", "bridge"), ("k1-up", "uplink"),
+                           ("k2-dn", "patch"), ("kb2", "bridge"), ("k2-up", "uplink"), ("k3-dn", "patch"),
+                           ("kb3", "bridge"), ("k3-up", "uplink"), ("eth0", "upstream")]
+    assert path.hops[-1].netns == "c-up" and not path.notes
+    right = (FdbEntry(mac, "kg0", "kb1"), FdbEntry(mac, "k2-dn", "kb2"), FdbEntry(mac, "k3-dn", "kb3"))
+    assert fdb_mismatch(path, Evidence(fdb=right), None) == []
+    wrong = FdbEntry(mac, "k2-up", "kb2", ("static", "sticky", "master"))
+    [finding] = fdb_mismatch(path, Evidence(fdb=(*right, wrong)), None)
+    assert finding.hop == "k2-up" and "the guest is behind k2-dn" in finding.explanation
+
+
 def test_missing_start_interface_is_a_topology_error():
     with pytest.raises(TopologyError, match="no interface nosuch0"):
         path_of("bond-8023ad.json", "nosuch0")

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.helpers import sh
+from tests.helpers import read, sh, wait_for
 from tracer.errors import ExitCode
 
 pytestmark = pytest.mark.live
@@ -169,3 +169,36 @@ def test_vm_healthy_then_fdb_mismatch(vm_lab):
     assert report["verdict"]["between"] == [vm_lab.info["uplink"], guest["port"]]
     fdb = next(f for f in report["findings"] if f["code"] == "fdb-mismatch")
     assert fdb["hop"] == vm_lab.info["uplink"] and guest["port"] in fdb["explanation"]
+
+
+def test_two_bridges_patched_by_a_veth_are_one_path(make_lab):
+    """guest -> g0 -> br -> pa ⇄ pb -> b2 -> up -> dnsmasq: every hop sniffed, and an FDB entry
+    wrong on the second bridge is found there (the guest is behind its patch port, not its uplink)."""
+    state = make_lab("healthy")
+    n = state.name
+    b2, pa, pb = f"{n}-b2", f"{n}-pa", f"{n}-pb"
+    try:
+        for cmd in (f"link add {b2} type bridge stp_state 0", f"link add {pa} type veth peer name {pb}",
+                    f"link set {n}-up master {b2}", f"link set {pa} master {n}-br", f"link set {pb} master {b2}",
+                    f"link set {pa} up", f"link set {pb} up", f"link set {b2} up"):
+            sh("ip", *cmd.split())
+        assert wait_for(lambda: read(f"/sys/class/net/{b2}/operstate").strip() == "up", 5)  # linkwatch lags
+        code, report, err = trace("--dhcp", state.info["target"], "--timeout", "20")
+        assert [(h["name"], h["role"]) for h in report["path"]] == [
+            ("eth0", "guest"), (f"{n}-g0", "guest-port"), (f"{n}-br", "bridge"), (pa, "uplink"), (pb, "patch"),
+            (b2, "bridge"), (f"{n}-up", "uplink"), ("eth0", "upstream")]
+        assert code == ExitCode.OK, (err, report.get("verdict"))
+        for hop, d in ((f"{n}-g0", "in"), (pa, "out"), (pb, "in"), (f"{n}-up", "out")):
+            assert seen(report, hop, "DISCOVER") == d, hop
+            assert seen(report, hop, "ACK") == ("out" if d == "in" else "in"), hop
+
+        sh("bridge", "fdb", "replace", state.info["guest"]["mac"], "dev", f"{n}-up", "master", "static", "sticky")
+        code, report, err = trace("--dhcp", state.info["target"], "--timeout", "20")
+        assert code == ExitCode.STOPPED, (err, report.get("verdict"))
+        fdb = next(f for f in report["findings"] if f["code"] == "fdb-mismatch")
+        assert fdb["hop"] == f"{n}-up" and f"behind {pb}" in fdb["explanation"] and fdb["severity"] == "error"
+        assert seen(report, pb, "OFFER") is None and seen(report, f"{n}-up", "OFFER") == "in"
+    finally:
+        subprocess.run(["ip", "link", "set", f"{n}-up", "master", f"{n}-br"], capture_output=True)
+        for link in (pa, b2):
+            subprocess.run(["ip", "link", "del", link], capture_output=True)

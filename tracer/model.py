@@ -47,6 +47,8 @@ class Role(StrEnum):
     """The bridge port (or lower device) that leads off the host or out of the lab."""
     PHYSICAL = "physical"
     """A physical NIC under a bond or VLAN."""
+    PATCH = "patch"
+    """The far end of a veth joining two bridges on this host: the next bridge's port towards the guest."""
     UPSTREAM = "upstream"
     """The far end of a veth uplink in another namespace (lab upstream, a router namespace)."""
 

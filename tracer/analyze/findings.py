@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tracer.analyze.hops import bridges, guest_port
+from tracer.analyze.hops import bridges, guest_port, port_towards_guest
 from tracer.analyze.kernel_lines import own_address, port_state
 from tracer.model import DropEvent, Evidence, FdbEntry, FilterRule, Finding, Path, Role, Severity
 
@@ -47,31 +47,37 @@ def fdb_mismatch(path: Path, evidence: Evidence, stop: Stop | None) -> list[Find
     if not port or not mac:
         return []
     names = {b.name for b in bridges(path)}
-    wrong = [e for e in evidence.fdb if e.mac.lower() == mac and e.port != port.name
+    towards = port_towards_guest(path)
+
+    def expected(e: FdbEntry) -> str:
+        return towards.get(e.bridge or "", port.name)
+
+    wrong = [e for e in evidence.fdb if e.mac.lower() == mac and e.port != expected(e)
              and (not names or e.bridge in names) and not e.local]
     if not wrong:
         return []
     entry = _latest(wrong)
-    right = [e for e in evidence.fdb if e.mac.lower() == mac and e.port == port.name]
+    want = expected(entry)
+    right = [e for e in evidence.fdb if e.mac.lower() == mac and e.port == want]
     ev = [f"bridge fdb: {_fdb_text(entry)}"]
     if right:
         ev.append(f"bridge fdb (also seen): {_fdb_text(_latest(right))}")
-    if stop and stop.missing == port.name:
-        ev.append(f"{stop.label} reached {stop.last_seen} but not {port.name}")
+    if stop and stop.missing in (port.name, want):
+        ev.append(f"{stop.label} reached {stop.last_seen} but not {stop.missing}")
     pinned = "static" in entry.flags or "sticky" in entry.flags
     how = ("a static/sticky entry someone added, so it will not move back by itself" if pinned
            else "a learned entry: the guest's own frames came back in from the wire (a loop, or another "
                 "host using the same MAC)")
     return [Finding(
         code="fdb-mismatch",
-        severity=Severity.ERROR if (stop is None or stop.missing == port.name) else Severity.WARNING,
+        severity=Severity.ERROR if (stop is None or stop.missing in (port.name, want)) else Severity.WARNING,
         hop=entry.port,
         evidence=tuple(ev),
         explanation=(
-            f"The bridge {entry.bridge} believes {mac} is behind {entry.port}, but the guest is on "
-            f"{port.name}. Frames addressed to the guest come in on {entry.port} and the bridge will not "
-            f"send a frame back out of the port it arrived on, so it drops them: replies never reach the "
-            f"guest. The entry is {how}."
+            f"The bridge {entry.bridge} believes {mac} is behind {entry.port}, but the guest is "
+            f"{'on' if want == port.name else 'behind'} {want}. Frames addressed to the guest come in on "
+            f"{entry.port} and the bridge will not send a frame back out of the port it arrived on, so it "
+            f"drops them: replies never reach the guest. The entry is {how}."
         ),
         fix=(f"bridge fdb del {mac} dev {entry.port} master" +
              ("" if pinned else f"   # then find why {mac} is seen behind {entry.port} (loop? duplicate MAC?)")),

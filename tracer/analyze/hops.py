@@ -8,7 +8,7 @@ UP = "up"
 """Travelling from the guest towards the wire."""
 DOWN = "down"
 
-TRANSIT_ROLES = {Role.GUEST, Role.GUEST_PORT, Role.UPLINK, Role.VLAN, Role.BOND, Role.PHYSICAL}
+TRANSIT_ROLES = {Role.GUEST, Role.GUEST_PORT, Role.UPLINK, Role.PATCH, Role.VLAN, Role.BOND, Role.PHYSICAL}
 """Hops every frame of the guest must cross. The bridge device is not one of them: it only sees
 flooded frames and frames for the host itself, never unicast forwarded port to port. The upstream
 far end (a veth peer in another namespace) is beyond the host and not sniffed."""
@@ -18,6 +18,7 @@ _UP_DIRECTION = {
     Role.GUEST: Direction.OUT,
     Role.GUEST_PORT: Direction.IN,
     Role.BRIDGE: Direction.IN,
+    Role.PATCH: Direction.IN,
     Role.UPLINK: Direction.OUT,
     Role.VLAN: Direction.OUT,
     Role.BOND: Direction.OUT,
@@ -55,3 +56,19 @@ def guest_port(path: Path) -> Hop | None:
 
 def bridges(path: Path) -> list[Hop]:
     return [h for h in path.hops if h.role is Role.BRIDGE]
+
+
+def port_towards_guest(path: Path) -> dict[str, str]:
+    """Each bridge's port on the guest's side: where that bridge must have learned the guest's MAC.
+
+    The first bridge's is the guest port; a bridge further out (chained through a veth) has it on
+    the patch hop, the veth end that joins it to the bridge before.
+    """
+    out: dict[str, str] = {}
+    last_port: Hop | None = None
+    for h in path.hops:
+        if h.role in (Role.GUEST_PORT, Role.PATCH):
+            last_port = h
+        elif h.role is Role.BRIDGE and last_port is not None and last_port.master == h.name:
+            out[h.name] = last_port.name
+    return out

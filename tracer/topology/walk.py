@@ -2,7 +2,8 @@
 
 Order of hops: [guest (inside its namespace)] -> guest-port -> bridge -> uplink(s) -> below each
 uplink: VLAN parent, bond, bond slaves (physical) -> or, for a veth uplink, its far end in the
-other namespace (upstream). Which bridge ports "lead out" is a judgement: a physical NIC, bond,
+other namespace (upstream), or, when its far end is a port of another bridge here, that end
+(patch) and on through that bridge. Which bridge ports "lead out" is a judgement: a physical NIC, bond,
 VLAN, VXLAN or team does; a tap does not (it is another VM); a veth does when its far end is a
 namespace named like an uplink or router (`*-up`, `*uplink*`, `*router*`, `*upstream*`, `qrouter-*`,
 `snat-*`), otherwise it is another container.
@@ -51,6 +52,9 @@ def _peer_netns(snap: Snapshot, link: dict[str, Any]) -> str | None:
 def leads_out(snap: Snapshot, port: dict[str, Any]) -> bool:
     kind = _kind(port)
     if kind == "veth":
+        peer = _same_ns_peer(snap, port)
+        if peer is not None and peer.get("master") and peer["master"] != port.get("master"):
+            return True  # patched into another bridge on this host
         ns = _peer_netns(snap, port) or ""
         return any(h in ns for h in UPLINK_NS_HINTS) or port["ifname"].endswith("-up")
     if kind == "tun" or port["ifname"].startswith(("vif", "vnet", "tap", "macvtap")):
@@ -150,16 +154,37 @@ def walk(
             hops += _below(snap, lower, facts, seen)
         return Path(guest, tuple(hops), tuple(notes))
     hops.append(hop_from(start, Role.GUEST_PORT, facts=facts))
-    master = start.get("master")
-    if not master:
+    if not start.get("master"):
         notes.append(f"{start['ifname']} is in no bridge")
         return Path(guest, tuple(hops), tuple(notes))
+    _through_bridge(snap, start, facts, seen, hops, notes)
+    return Path(guest, tuple(hops), tuple(notes))
+
+
+def _same_ns_peer(snap: Snapshot, link: dict[str, Any]) -> dict[str, Any] | None:
+    """A veth's other end when it lives in the same namespace (`ip` then names it in `link`)."""
+    if _kind(link) != "veth" or link.get("link_netnsid") is not None or not link.get("link"):
+        return None
+    return snap.find(link["link"])
+
+
+def _through_bridge(snap: Snapshot, inport: dict[str, Any], facts: Facts | None, seen: set[str],
+                    hops: list[Hop], notes: list[str]) -> None:
+    """The bridge `inport` is plugged into, its ports that lead out, and on through chained bridges.
+
+    Two bridges joined by a veth pair in the same namespace (a host bridge patched into a
+    provider or Docker bridge, OpenStack's qbr -> br-int style) are one path: the walk crosses the
+    pair and goes on from the second bridge, so every hop a frame crosses is sniffed.
+    """
+    master = inport["master"]
     bridge = snap.find(master)
     if bridge is None:
-        raise TopologyError(f"{start['ifname']} names master {master}, which is not in the snapshot")
+        raise TopologyError(f"{inport['ifname']} names master {master}, which is not in the snapshot")
+    seen.add(master)
     ports = snap.by_master(master)
     hops.append(hop_from(bridge, Role.BRIDGE, facts=facts, ports={p["ifname"]: p.get("address") for p in ports}))
-    uplinks = [p for p in ports if p["ifname"] != start["ifname"] and leads_out(snap, p)]
+    uplinks = [p for p in ports if p["ifname"] != inport["ifname"] and p["ifname"] not in seen
+               and leads_out(snap, p)]
     if not uplinks:
         notes.append(f"{master} has no port that leads off the host (only guests)")
     for up in uplinks:
@@ -170,5 +195,10 @@ def walk(
             hops.append(replace(_lower_hop(snap, up, facts), role=Role.UPLINK))
         else:
             hops.append(hop_from(up, Role.UPLINK, facts=facts))
-        hops += _below(snap, up, facts, seen)
-    return Path(guest, tuple(hops), tuple(notes))
+        peer = _same_ns_peer(snap, up)
+        if peer is not None and peer["ifname"] not in seen and peer.get("master") not in (None, *seen):
+            seen.add(peer["ifname"])
+            hops.append(hop_from(peer, Role.PATCH, facts=facts))
+            _through_bridge(snap, peer, facts, seen, hops, notes)
+        else:
+            hops += _below(snap, up, facts, seen)
