@@ -116,6 +116,9 @@ def test_filters_most_selective_first():
     assert full.startswith("(protocol == 2048 || protocol == 2054) && (reason != 2 || ")
     assert "location.function == br_handle_frame_finish )" in full  # space before ")" is required
     assert "reason != 30" in full and "reason != 104" in full  # TCP_FLAGS, QUEUE_PURGE
+    # a namespace flooded with traffic for an address it lacks: never on the L2 path, never read
+    assert "reason != 87" in full  # IP_INADDRERRORS
+    assert "reason != 12" not in full and "reason != 119" not in full  # NETFILTER_DROP, STP state stay
     assert proto == "(protocol == 2048 || protocol == 2054)" and none == "0"
     assert kfree_skb_filters({"skbaddr", "location"}, {}) == ["0"]
 
