@@ -48,7 +48,7 @@ def test_offer_stops_between_uplink_and_tap_with_fdb_mismatch():
 
 def test_a_stop_is_not_certain_within_the_hop_grace():
     obs = crossing("DISCOVER", 0, UP_HOPS) + crossing("OFFER", 0.01, DOWN_HOPS[:1])
-    report = run(obs, end=0.5)
+    report = run(obs, end=0.2)
     assert report.verdict.status is Status.INCONCLUSIVE and not report.certain
 
 

@@ -53,7 +53,7 @@ def run_trace(
 ) -> TraceResult:
     """Capture on every hop of `path` until the verdict is certain or `timeout` passes."""
     require_root("tracing")
-    from tracer.capture.dissect import dissect
+    from tracer.capture.dissect import dissect, prepare
     from tracer.capture.live import Sniffer
     from tracer.evidence.collect import EvidenceCollector
 
@@ -73,6 +73,7 @@ def run_trace(
         if probe:
             probe_info = send_probe(path, protocol)
         probes = [probe_info["key"]] if probe_info and probe_info.get("key") else []
+        prepare()
         report = None
         try:
             while True:

@@ -10,8 +10,8 @@ then opens /dev/kmsg at its end and starts the drop tracer, so nothing logged or
 the window counts. `poll()` is cheap: one non-blocking read of each source and one netlink FDB
 dump per bridge. FDB samples are kept only when an entry changes (port, flags, VLAN): a MAC moving
 between ports during the window shows as its successive positions, each with the time it was seen.
-`finish()` samples once more, reads the filters again, stops everything and returns the frozen
-Evidence; leaving the `with` block without `finish()` still stops everything.
+`finish()` samples once more, reads the filters again (when there were any), stops everything
+and returns the frozen Evidence; leaving the `with` block without `finish()` still stops everything.
 
 `hops` are interface names in the host's namespace (the guest's port, the bridge, the uplink): the
 drop tracer ties drops to them and the filter readers look for rules that name them.
@@ -118,7 +118,9 @@ class EvidenceCollector:
             self.start()
         try:
             self.poll()
-            filters = read_filters(self.hops, self._notes) if self._want_filters else []
+            # Read again only to compare counters: with no rule at the start there is nothing to
+            # compare, and the second read (nft, ebtables, iptables, virsh) is most of finish().
+            filters = read_filters(self.hops, self._notes) if self._want_filters and self._before else []
         finally:
             self._close()
         self._result = Evidence(
