@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Replay throughput and peak memory, side by side with tshark and tcpdump on the same files.
 
-Writes two pcaps of mixed traffic (1% DHCP/ARP, the rest 400-byte UDP) of N and N/10 packets,
+Writes two pcaps of mixed traffic (1% DHCP/ARP: a new xid per DISCOVER, 5000 client MACs; the rest
+400-byte UDP) of N and N/10 packets,
 then runs, each `--runs` times (median reported):
   tracepath-l2 replay --hop x=FILE --json
   tshark -r FILE -Y "dhcp or arp"
-  tcpdump -r FILE "udp port 67 or udp port 68 or arp"
+  tcpdump -n -r FILE "udp port 67 or udp port 68 or arp"
 and prints packets/s, peak RSS (GNU time's %M) and the ratios the issue sets as targets.
 Usage: bench/replay_vs_tshark.py [--packets 2000000] [--runs 3]   (writes bench/results/replay.json)
 bench/run runs the same comparison (with these files) among all the other benchmarks.
@@ -39,13 +40,29 @@ def frames() -> tuple[bytes, bytes, bytes]:
     return dhcp, arp, other
 
 
-def write_pcap(path: Path, n: int) -> None:
+def write_pcap(path: Path, n: int, clients: int = 5000) -> None:
+    """Every 200th packet a DHCP DISCOVER with a new xid, the next an ARP request, from one of
+    `clients` MACs in turn (so neither a cache of frames nor of exchanges gets a free ride); the
+    rest 400-byte UDP between two other hosts."""
     dhcp, arp, other = frames()
     rec = struct.Struct("<IIII")
     with open(path, "wb") as f:
         f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
         for i in range(n):
-            d = dhcp if i % 200 == 0 else arp if i % 200 == 1 else other
+            if i % 200 in (0, 1):
+                k = i // 200
+                mac = b"\x02\x47" + (k % clients).to_bytes(4, "big")
+                d = bytearray(dhcp if i % 200 == 0 else arp)
+                d[6:12] = mac
+                if i % 200 == 0:
+                    d[46:50] = (0x10000000 + k).to_bytes(4, "big")  # BOOTP xid
+                    d[70:76] = mac  # chaddr
+                else:
+                    d[22:28] = mac  # ARP sender MAC
+                    d[28:32] = bytes((198, 18, (k % clients) >> 8 & 0xFF, k % clients & 0xFF))  # sender IP
+                d = bytes(d)
+            else:
+                d = other
             f.write(rec.pack(1_700_000_000 + i // 10_000, (i * 97) % 1_000_000, len(d), len(d)))
             f.write(d)
 
@@ -75,7 +92,7 @@ def main() -> None:
     tools = {
         "tracepath-l2": lambda f: ["tracepath-l2", "replay", "--hop", f"x={f}", "--json"],
         "tshark": lambda f: ["tshark", "-r", str(f), "-Y", "dhcp or arp"],
-        "tcpdump": lambda f: ["tcpdump", "-r", str(f), "udp port 67 or udp port 68 or arp"],
+        "tcpdump": lambda f: ["tcpdump", "-n", "-r", str(f), "udp port 67 or udp port 68 or arp"],
     }
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:

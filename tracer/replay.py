@@ -1,55 +1,109 @@
 """Replay: the same analysis on what a bundle (or an operator's own captures) recorded.
 
-Only frames that pass a cheap struct-level check (DHCP v4 or ARP, with or without one 802.1Q
-tag) reach scapy, so replay speed is set by file reading, not by dissection; memory stays
-constant because packets are streamed and only the few DHCP/ARP observations are kept.
+Speed: plain capture files are read by libpcap with the DHCP/ARP filter compiled in C
+(tracer.capture.libpcap), bundles by the streaming pcapng reader behind the struct-level pre-check;
+either way only DHCP/ARP frames are dissected, by the struct reader (scapy for odd frames).
+
+Memory: packets are streamed, files merged in time order, and only the observations of the most
+recent exchanges are kept (`Recent`): a capture ten times longer holds ten times as many
+exchanges, not ten times the memory. The verdict is about how the path behaves now, which the
+latest exchanges show; older ones are counted and said to be left out.
 """
 
 from __future__ import annotations
 
+import heapq
+import os
 import re
-from collections import Counter
-from collections.abc import Iterable
+from collections import Counter, OrderedDict, deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
+from typing import Any
 
 from tracer.analyze import analyze
+from tracer.analyze.verdict import belongs
 from tracer.bundle import store
 from tracer.bundle.pcapng import DIR_OUT, Reader
 from tracer.errors import BundleError
 from tracer.model import Evidence, FdbEntry, Guest, Hop, KernelLine, Observation, Path, Report, Role
+
+MAX_EXCHANGES = 2048
+"""Exchanges whose frames a replay keeps. A busy capture holds thousands of other clients'
+exchanges; give the guest's MAC (--mac, or the bundle's) and only the guest's are kept."""
+MAX_FRAMES = 64
+"""Frames kept per exchange: 16 retries of a DISCOVER seen at 4 hops."""
 
 
 @dataclass
 class ReplayResult:
     report: Report
     problems: list[str] = field(default_factory=list)
-    packets: int = 0
+    packets: int | None = 0
+    """Packets read; None when libpcap filtered the files in C and counted only the matches."""
     matched: int = 0
 
 
-def _observations(packets: Iterable, problems: list[str]) -> tuple[list[Observation], int, int]:
-    from tracer.capture.dissect import dissect, is_dhcp_or_arp
-    from tracer.capture.live import RawFrame
+class Recent:
+    """The observations of the `max_keys` most recent exchanges (DHCP xid, ARP question), at most
+    `per_key` frames each; frames of older exchanges, and retries beyond that, are only counted."""
 
-    obs: list[Observation] = []
-    total = matched = 0
+    def __init__(self, mac: str | None = None, *, max_keys: int = MAX_EXCHANGES, per_key: int = MAX_FRAMES) -> None:
+        self.mac = mac
+        self.max_keys, self.per_key = max_keys, per_key
+        self.left_out = 0
+        self._by_key: OrderedDict[tuple[str, str], deque[Observation]] = OrderedDict()
+
+    def add(self, o: Observation) -> None:
+        if self.mac is not None and not belongs(o, self.mac):
+            return
+        key = (o.protocol, o.key)
+        kept = self._by_key.get(key)
+        if kept is None:
+            kept = self._by_key[key] = deque(maxlen=self.per_key)
+            if len(self._by_key) > self.max_keys:
+                self.left_out += len(self._by_key.popitem(last=False)[1])
+        else:
+            self._by_key.move_to_end(key)
+        if len(kept) == self.per_key:
+            self.left_out += 1
+        kept.append(o)
+
+    def observations(self) -> list[Observation]:
+        return sorted((o for kept in self._by_key.values() for o in kept), key=lambda o: o.time)
+
+    def note(self, problems: list[str]) -> None:
+        if self.left_out:
+            problems.append(f"{self.left_out} DHCP/ARP frame(s) of older exchanges were counted but not analysed "
+                            f"(replay keeps the {self.max_keys} most recent exchanges, {self.per_key} frames each)")
+
+
+def _observations(packets: Iterable, problems: list[str], keep: Recent) -> tuple[int, int]:
+    """Dissect the DHCP/ARP packets into `keep`; (packets read, DHCP/ARP frames)."""
+    from tracer.capture.dissect import dissect, is_dhcp_or_arp
+
+    total = matched = malformed = 0
     for p in packets:
         total += 1
         if not is_dhcp_or_arp(p.data):
             continue
         matched += 1
-        obs.append(dissect(RawFrame(p.hop, p.time, p.outgoing, p.data, None)))
-    malformed = sum(1 for o in obs if o.message == "MALFORMED")
+        o = dissect(p)
+        if o.message == "MALFORMED":
+            malformed += 1
+        keep.add(o)
     if malformed:
         problems.append(f"{malformed} DHCP/ARP frame(s) could not be dissected and were skipped")
-    return obs, total, matched
+    keep.note(problems)
+    return total, matched
 
 
 def replay_bundle(directory: str) -> ReplayResult:
     bundle = store.load(directory)
     problems: list[str] = []
-    obs, total, matched = _observations(bundle.packets(problems), problems)
+    keep = Recent((bundle.path.guest.mac or "").lower() or None)
+    total, matched = _observations(bundle.packets(problems), problems, keep)
+    obs = keep.observations()
     probe = bundle.manifest.get("probe") or {}
     report = analyze(bundle.path, obs, bundle.evidence, bundle.window, protocol=bundle.manifest["protocol"],
                      target=bundle.manifest["target"], sniffed=bundle.hops, replay=True,
@@ -86,32 +140,12 @@ def replay_files(
     """
     if not hops:
         raise BundleError("replay needs a bundle directory or at least one --hop NAME=FILE")
-    from tracer.capture.dissect import is_dhcp_or_arp
-
     problems: list[str] = []
-    total = 0
-
-    def packets() -> Iterable[_Packet]:
-        """Stream every file; only DHCP/ARP frames go on (and are dissected at once): memory does
-        not grow with the file, only with the handful of observations kept."""
-        nonlocal total
-        for name, file in hops:
-            try:
-                fh = open(file, "rb")  # noqa: SIM115
-            except OSError as exc:
-                raise BundleError(f"{file}: {exc.strerror}") from None
-            with fh:
-                reader = Reader(fh, name=file)
-                for rec in reader:
-                    total += 1
-                    if reader.interfaces[rec.interface].linktype == 1 and is_dhcp_or_arp(rec.data):
-                        yield _Packet(name, rec.time, rec.direction == DIR_OUT, rec.data)
-                problems.extend(reader.problems)
-                bad = {i.linktype for i in reader.interfaces} - {1}
-                if bad:
-                    problems.append(f"{file}: link type {sorted(bad)} is not Ethernet; its frames were skipped")
-
-    obs, _, matched = _observations(packets(), problems)
+    keep = Recent(mac.lower() if mac else None)
+    streams = [_HopStream(name, file, problems) for name, file in hops]
+    total, matched = _observations(heapq.merge(*streams, key=lambda p: p.time), problems, keep)
+    counted = all(s.counted for s in streams)
+    obs = keep.observations()
     known_bridges = set(re.findall(r"\bmaster (\S+)", fdb_text or ""))
     roles = [_role(i, n, len(hops), known_bridges) for i, (n, _) in enumerate(hops)]
     guest_mac = (mac or _guess_client(obs) or "").lower() or None
@@ -127,7 +161,57 @@ def replay_files(
     window = (min(times), max(times) + 30.0)  # the operator captured for a while after the last frame
     report = analyze(path, obs, evidence, window, protocol=protocol, target=path.guest.name,
                      sniffed=[n for n, _ in hops], replay=True)
-    return ReplayResult(report, problems, total, matched)
+    return ReplayResult(report, problems, total if counted else None, matched)
+
+
+class _HopStream:
+    """One hop's file as a stream of DHCP/ARP packets: libpcap with the filter in C when it can
+    open the file, else the Python reader (which explains what is wrong with a file it cannot read)."""
+
+    def __init__(self, name: str, file: str, problems: list[str]) -> None:
+        from tracer.capture.bpf import OFFLINE_EXPRESSION
+        from tracer.capture.libpcap import open_filtered
+
+        self.name, self.file, self.problems = name, file, problems
+        self.counted = True
+        """Whether every packet of the file went through Python (libpcap's filter counts nothing)."""
+        self._fast = open_filtered(file, OFFLINE_EXPRESSION) if os.path.isfile(file) else None
+        if self._fast is not None:
+            self.counted = False
+
+    def __iter__(self) -> Iterator[_Packet]:
+        if self._fast is not None:
+            yield from self._filtered(self._fast)
+        else:
+            yield from self._python()
+
+    def _filtered(self, fast: Any) -> Iterator[_Packet]:
+        try:
+            if fast.linktype != 1:
+                self.problems.append(f"{self.file}: link type [{fast.linktype}] is not Ethernet; its frames were "
+                                     "skipped")
+                return
+            for t, data in fast.frames():
+                yield _Packet(self.name, t, False, data)
+            if fast.error:
+                self.problems.append(f"{self.file}: {fast.error}; the frames before it were read")
+        finally:
+            fast.close()
+
+    def _python(self) -> Iterator[_Packet]:
+        try:
+            fh = open(self.file, "rb")  # noqa: SIM115
+        except OSError as exc:
+            raise BundleError(f"{self.file}: {exc.strerror}") from None
+        with fh:
+            reader = Reader(fh, name=self.file)
+            for rec in reader:
+                if reader.interfaces[rec.interface].linktype == 1:
+                    yield _Packet(self.name, rec.time, rec.direction == DIR_OUT, rec.data)
+            self.problems.extend(reader.problems)
+            bad = {i.linktype for i in reader.interfaces} - {1}
+            if bad:
+                self.problems.append(f"{self.file}: link type {sorted(bad)} is not Ethernet; its frames were skipped")
 
 
 def _role(i: int, name: str, n: int, bridges: set[str]) -> Role:
@@ -141,6 +225,7 @@ def _role(i: int, name: str, n: int, bridges: set[str]) -> Role:
 
 
 def _guess_client(obs: list[Observation]) -> str | None:
+    """The client of most DHCP frames among the exchanges kept (the most recent ones)."""
     clients = Counter(o.client_mac for o in obs if o.protocol == "dhcp" and o.client_mac)
     return clients.most_common(1)[0][0] if clients else None
 

@@ -69,7 +69,7 @@ def analyze(
     """The whole analysis. `window[1]` is "now" for a live run and the recorded end for a replay."""
     sniffed_set = set(sniffed) if sniffed is not None else {h.label for h in path.hops}
     mac = (path.guest.mac or "").lower() or None
-    mine = [o for o in observations if o.protocol == protocol and _belongs(o, mac)]
+    mine = [o for o in observations if o.protocol == protocol and belongs(o, mac)]
     travel_dir = {(h.label, t): str(expected_direction(h, t)) for h in path.hops for t in (UP, DOWN)
                   if h.label in sniffed_set}
     crossings = [_crossing(f, path, sniffed_set) for f in frames(mine, mac, travel_dir)]
@@ -97,7 +97,8 @@ def analyze(
     )
 
 
-def _belongs(o: Observation, mac: str | None) -> bool:
+def belongs(o: Observation, mac: str | None) -> bool:
+    """Whether the frame is part of the exchanges of the guest with MAC `mac` (lower case)."""
     if mac is None:
         return True
     macs = {(o.client_mac or "").lower(), o.src_mac.lower(), o.dst_mac.lower()}
