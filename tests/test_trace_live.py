@@ -48,6 +48,7 @@ def test_healthy_namespace_guest_full_dora_at_every_hop(make_lab):
         assert seen(report, f"{n}-g0", msg) == g0 and seen(report, f"{n}-up", msg) == up, msg
     assert seen(report, f"tl2-{n}-guest:eth0", "DISCOVER") == "out"
     assert all(c["drops"] == 0 for c in report["capture"])
+    assert 0 < report["timings"]["open"] < report["timings"]["total"] and report["timings"]["analyze"] >= 0
 
 
 def test_healthy_arp(make_lab):

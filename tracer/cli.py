@@ -100,7 +100,8 @@ def trace_cmd(
         record_bundle(record, result, target=target, protocol=protocol)
     _render(result.report, as_json=as_json, explain=explain,
             extra={"probe": result.probe, "interrupted": result.interrupted, "vanished": result.gone,
-                   "capture": [c.to_dict() for c in result.evidence.capture], "notes": list(result.evidence.notes)})
+                   "capture": [c.to_dict() for c in result.evidence.capture], "notes": list(result.evidence.notes),
+                   "timings": {k: round(v, 4) for k, v in result.timings.items()}})
     raise typer.Exit(_exit_for(result.report.verdict.status, result.interrupted and not result.report.certain))
 
 
