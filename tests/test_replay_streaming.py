@@ -7,11 +7,15 @@ import struct
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.factories import T0
+from tests.test_bundle_files import ARP, pcap, pcapng
 from tracer import replay
-from tracer.bundle.pcapng import Reader
+from tracer.bundle.pcapng import DIR_IN, Reader
 from tracer.capture import libpcap
+from tracer.errors import BundleError
 from tracer.model import Direction, Observation
 from tracer.replay import Recent, replay_files
 
@@ -97,3 +101,20 @@ def test_replay_memory_is_bounded_by_the_exchanges_kept(tmp_path):
     large = replay_files([(hops[0][0], str(big))], protocol="dhcp")
     assert large.matched == 10 * small.matched
     assert len(large.report.observations) <= replay.MAX_FRAMES * len({o.key for o in large.report.observations})
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_mutated_files_through_libpcap_give_a_report_or_one_clear_error(tmp_path, data):
+    """The same mutations as the Python reader's fuzz test, through `replay --hop`'s libpcap path."""
+    base = bytearray(data.draw(st.sampled_from([pcapng([("vnet3", 1.0, ARP, DIR_IN)] * 3), pcap()])))
+    for _ in range(data.draw(st.integers(1, 8))):
+        base[data.draw(st.integers(0, len(base) - 1))] = data.draw(st.integers(0, 255))
+    file = tmp_path / "mutated.pcap"
+    file.write_bytes(bytes(base))
+    try:
+        result = replay_files([("vnet3", str(file))], protocol="arp")
+    except BundleError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert result.report.verdict.status in ("ok", "stopped", "inconclusive")
