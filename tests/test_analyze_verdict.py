@@ -52,6 +52,14 @@ def test_a_stop_is_not_certain_within_the_hop_grace():
     assert report.verdict.status is Status.INCONCLUSIVE and not report.certain
 
 
+def test_a_frame_that_crossed_while_the_sockets_were_opening_proves_nothing():
+    """Sockets open hop after hop; a DISCOVER seen before the window opened may simply have passed
+    the uplink before its socket existed."""
+    report = run(crossing("DISCOVER", -0.05, UP_HOPS[:2]), end=5.0)
+    assert report.verdict.status is Status.INCONCLUSIVE and not report.certain
+    assert len(report.observations) == 2  # still shown
+
+
 def test_no_reply_after_the_reply_grace_is_upstream_no_reply():
     obs = crossing("DISCOVER", 0, UP_HOPS) + crossing("DISCOVER", 2, UP_HOPS)
     report = run(obs, end=5.5)

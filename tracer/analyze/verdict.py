@@ -73,7 +73,9 @@ def analyze(
     travel_dir = {(h.label, t): str(expected_direction(h, t)) for h in path.hops for t in (UP, DOWN)
                   if h.label in sniffed_set}
     crossings = [_crossing(f, path, sniffed_set) for f in frames(mine, mac, travel_dir)]
-    crossings = [c for c in crossings if c.reach >= 0]
+    # A frame first seen before the window opened crossed while the sockets were still being
+    # opened one hop after another: the hops opened last may have missed it, so it proves nothing.
+    crossings = [c for c in crossings if c.reach >= 0 and c.frame.first >= window[0]]
     end = window[1]
 
     verdict, stop, focus, certain = _decide(crossings, protocol, end, timing, set(probes))
