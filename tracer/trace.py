@@ -17,7 +17,9 @@ from tracer.analyze import analyze
 from tracer.errors import require_root
 from tracer.model import Evidence, Observation, Path, Report, Role
 
-POLL = 0.1
+POLL = 0.05
+"""Longest wait for frames between two analyses: a stop becomes certain at most this long after
+its grace ran out, and the analysis of a handful of frames costs well under a millisecond."""
 
 
 @dataclass

@@ -222,18 +222,23 @@ def receive_filter(hops: Iterable[str]) -> str | None:
 
 
 def _present_functions(functions: Iterable[str]) -> list[str]:
-    """The functions that exist in this kernel (a missing one makes the filter invalid)."""
-    wanted = set(functions)
-    found: set[str] = set()
+    """The functions that exist in this kernel (a missing one makes the filter invalid).
+
+    One regex pass over /proc/kallsyms as bytes (5 MB, ~120k symbols): a line-by-line split cost
+    50-80 ms of every trace's start-up here, where br_handle_vlan is always missing (no bridge
+    VLAN filtering in this kernel).
+    """
+    wanted = list(functions)
+    if not wanted:
+        return []
     try:
-        with open("/proc/kallsyms") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 3 and parts[2] in wanted:
-                    found.add(parts[2])
+        with open("/proc/kallsyms", "rb") as f:
+            data = f.read()
     except OSError:
         return []
-    return [f for f in functions if f in found]
+    names = b"|".join(re.escape(name.encode()) for name in wanted)
+    found = {m.group(1).decode() for m in re.finditer(rb" [tTwW] (" + names + rb")(?:\t\S+)?$", data, re.M)}
+    return [f for f in wanted if f in found]
 
 
 # ---------------------------------------------------------------- the live tracer
