@@ -7,13 +7,12 @@ from pathlib import Path
 
 from tracer.evidence.drops import (
     TraceParser,
-    bridge_function,
     kfree_skb_filters,
     parse_format,
     parse_trace_lines,
     receive_filter,
 )
-from tracer.model import DropEvent
+from tracer.model import DropEvent, in_bridge_code
 
 DATA = Path(__file__).parent / "data" / "evidence"
 HOPS = ["xe1-g0", "xe1-up", "xe1-br", "xe2-g0", "xe2-up", "xe2-br", "xe3-g0", "xe3-up", "xe3-br"]
@@ -131,6 +130,6 @@ def test_receive_filter():
 
 
 def test_bridge_functions():
-    assert bridge_function("br_handle_frame_finish+0x392/0x690")
-    assert bridge_function("__br_forward+0x1/0x2") and bridge_function("br_nf_pre_routing+0x1/0x2")
-    assert not bridge_function("__udp4_lib_rcv+0xbbf/0xd00")
+    assert in_bridge_code("br_handle_frame_finish+0x392/0x690")
+    assert in_bridge_code("__br_forward+0x1/0x2") and in_bridge_code("br_nf_pre_routing+0x1/0x2")
+    assert not in_bridge_code("__udp4_lib_rcv+0xbbf/0xd00")

@@ -210,6 +210,27 @@ class KernelLine(_Record):
     time: float | None = None
 
 
+DROP_NOISE_PREFIXES = ("TCP_", "UNIX_", "IP_")
+DROP_NOISE_REASONS = ("QUEUE_PURGE", "SOCKET_CLOSE", "NO_SOCKET", "SOCKET_FILTER", "PKT_TOO_SMALL", "OTHERHOST",
+                      "UNHANDLED_PROTO", "NOMEM")
+"""Drop reasons about a host's own IP stack or a local socket, never about the L2 path: TCP state
+checks, a socket closed with frames still queued (every packet socket, ours included, does that
+when it closes), IP input errors (a namespace receiving traffic for an address it does not have),
+frames for another host's MAC. The collector leaves them out in the kernel's own event filter (a
+flood into one namespace made 300k IP_INADDRERRORS events a second) and the analysis ignores them
+in bundles recorded before it did."""
+BRIDGE_FUNCTION_PREFIXES = ("br_", "__br_", "nbp_")
+
+
+def drop_reason_is_noise(reason: str) -> bool:
+    return reason.startswith(DROP_NOISE_PREFIXES) or reason in DROP_NOISE_REASONS
+
+
+def in_bridge_code(location: str) -> bool:
+    """Whether a drop location (`br_handle_frame_finish+0x392/0x690`) is a bridge function."""
+    return location.split("+", 1)[0].startswith(BRIDGE_FUNCTION_PREFIXES)
+
+
 @dataclass(frozen=True, slots=True)
 class DropEvent(_Record):
     """A kernel skb drop (tracepoint skb:kfree_skb) of a frame on the path."""
@@ -223,6 +244,18 @@ class DropEvent(_Record):
     """The interface the kernel names (rx_sk/dev), when the tracepoint gives one."""
     protocol: str | None = None
     """Ethertype as the tracepoint prints it (0x0800, 0x0806)."""
+
+    @property
+    def explains_a_stop(self) -> bool:
+        """Whether this drop can be why a frame stopped on the path.
+
+        NOT_SPECIFIED counts only in bridge code: this kernel family frees a frame the FDB sends
+        back to its ingress port (the fdb-mismatch outage) with a plain kfree_skb(); elsewhere it is
+        mostly the host's own copy of a broadcast no local socket wanted.
+        """
+        if drop_reason_is_noise(self.reason):
+            return False
+        return self.reason != "NOT_SPECIFIED" or in_bridge_code(self.location)
 
 
 @dataclass(frozen=True, slots=True)

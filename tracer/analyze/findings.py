@@ -11,11 +11,9 @@ from dataclasses import dataclass
 
 from tracer.analyze.hops import bridges, guest_port, port_towards_guest
 from tracer.analyze.kernel_lines import own_address, port_state
-from tracer.model import DropEvent, Evidence, FdbEntry, FilterRule, Finding, Path, Role, Severity
+from tracer.model import Evidence, FdbEntry, FilterRule, Finding, Path, Role, Severity
 
 BLOCKING_PORT_STATES = {"blocking", "listening", "learning", "disabled"}
-UNINTERESTING_DROPS = {"NOT_SPECIFIED", "NO_SOCKET", "SOCKET_FILTER", "PKT_TOO_SMALL", "OTHERHOST",
-                       "UNHANDLED_PROTO", "IP_NOPROTO", "NOMEM"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +123,7 @@ def kernel_drops(path: Path, evidence: Evidence, stop: Stop | None) -> list[Find
     """
     if stop is None:
         return []  # a host drops plenty on a good day; only drops that explain a stop are evidence
-    drops = [d for d in evidence.drops
-             if (d.reason not in UNINTERESTING_DROPS and not d.reason.startswith("IP_")) or _bridge_forwarding_drop(d)]
+    drops = [d for d in evidence.drops if d.explains_a_stop]
     near = [d for d in drops if d.time is None or abs(d.time - stop.time) <= 2.0]
     drops = near or drops
     if not drops:
@@ -146,12 +143,6 @@ def kernel_drops(path: Path, evidence: Evidence, stop: Stop | None) -> list[Find
                      + _DROP_MEANING.get(reason, "The reason names the kernel check that refused the frame.")),
         fix=_DROP_FIX.get(reason, f"look at what {where} checks for this path"),
     )]
-
-
-def _bridge_forwarding_drop(d: DropEvent) -> bool:
-    """The bridge's forwarding decision frees frames without a reason code on this kernel family:
-    NOT_SPECIFIED in br_handle_frame_finish is the frame the FDB sent back to its ingress port."""
-    return d.reason == "NOT_SPECIFIED" and d.location.startswith(("br_", "__br_", "nbp_"))
 
 
 _DROP_MEANING = {

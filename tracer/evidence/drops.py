@@ -29,9 +29,9 @@ reason; this host's kernel (6.18) prints, with `protocol` in decimal:
 Tracing runs in a private tracefs instance (see tracer.evidence.tracefs) with the trace clock
 `mono` (CLOCK_MONOTONIC), converted to epoch seconds when read so drop times compare with packet
 timestamps. The kernel-side filter keeps only IPv4 and ARP (`protocol == 2048 || protocol ==
-2054`), NOT_SPECIFIED only in bridge functions (`location.function == ...`, kernel 6.3+) and no
-socket noise; when the kernel refuses that filter, a simpler one is tried and the same rules are
-applied in Python.
+2054`), NOT_SPECIFIED only in bridge functions (`location.function == ...`, kernel 6.3+) and
+none of the reasons `model.drop_reason_is_noise` names; when the kernel refuses that filter, a
+simpler one is tried and the same rules are applied in Python.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from types import TracebackType
 
 from tracer.evidence import tracefs
 from tracer.evidence._util import monotonic_to_epoch_offset
-from tracer.model import DropEvent
+from tracer.model import DropEvent, drop_reason_is_noise, in_bridge_code
 
 ETH_P_IP = 0x0800
 ETH_P_ARP = 0x0806
@@ -56,8 +56,8 @@ BRIDGE_DROP_FUNCTIONS = (
     "br_multicast_flood", "br_dev_xmit", "br_pass_frame_up", "br_dev_queue_push_xmit",
     "br_handle_vlan", "br_handle_local_finish", "br_netif_receive_skb",
 )
-"""Bridge functions that free frames without a reason (kfree_skb()); prefix rule in Python below."""
-_BRIDGE_PREFIXES = ("br_", "__br_", "nbp_")
+"""Bridge functions that free frames without a reason (kfree_skb()), for the kernel-side filter; in
+Python, any bridge function counts (model.in_bridge_code)."""
 RECEIVE_MAX_LEN = 1024
 """netif_receive_skb events are kept only for frames up to this L3 length: DHCP (~300-600 bytes)
 and ARP (28) fit, bulk traffic on a busy uplink does not flood the buffer."""
@@ -68,16 +68,6 @@ _TIE_WINDOW = 0.005
 """A receive more than this many seconds before the drop, or on another CPU, is not the same frame:
 skb addresses are reused (slab freelists are per CPU and LIFO). A frame's trip through the bridge
 runs in one softirq on one CPU and takes microseconds (4 us measured here, receive to drop)."""
-NOISE_PREFIXES = ("TCP_", "UNIX_", "IP_")
-NOISE_REASONS = ("QUEUE_PURGE", "SOCKET_CLOSE", "NO_SOCKET", "SOCKET_FILTER", "PKT_TOO_SMALL", "OTHERHOST",
-                 "UNHANDLED_PROTO", "NOMEM")
-"""Reasons that are about a host's own IP stack or a local socket, not the L2 path: TCP state
-checks, a socket closed with frames still queued (every packet socket, ours included, does that
-when it closes), IP input errors (a namespace receiving traffic for an address it does not have),
-frames for another host's MAC. The analysis never blames these, and left in the kernel's filter
-they cost the most: a flood into one namespace made 300k IP_INADDRERRORS events a second, all read,
-parsed and kept for nothing."""
-
 _LINE = re.compile(
     r"^\s*(?P<task>.*?)-(?P<pid>\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[(?P<cpu>\d+)\]\s+(?:[^\s:]{4,6}\s+)?"
     r"(?P<ts>\d+\.\d+):\s+(?P<event>\w+):\s?(?P<body>.*)$"
@@ -96,15 +86,6 @@ def _protocol(value: str | None) -> int | None:
         return int(value, 0) if not value.isdigit() else int(value)
     except ValueError:
         return None
-
-
-def noise(reason: str) -> bool:
-    return reason.startswith(NOISE_PREFIXES) or reason in NOISE_REASONS
-
-
-def bridge_function(location: str) -> bool:
-    name = location.split("+", 1)[0]
-    return name in BRIDGE_DROP_FUNCTIONS or name.startswith(_BRIDGE_PREFIXES)
 
 
 class TraceParser:
@@ -154,9 +135,9 @@ class TraceParser:
         reason_m = _REASON.search(body)
         reason = reason_m.group("reason") if reason_m else UNSPECIFIED
         location = fields.get("location", "")
-        if reason == UNSPECIFIED and not self.keep_unspecified and not bridge_function(location):
+        if reason == UNSPECIFIED and not self.keep_unspecified and not in_bridge_code(location):
             return None
-        if noise(reason):
+        if drop_reason_is_noise(reason):
             return None
         hop = None
         seen = self._received.get(fields.get("skbaddr", ""))
@@ -204,7 +185,7 @@ def kfree_skb_filters(fields: set[str], symbols: dict[str, int],
     if proto and "reason" in fields and "location" in fields and unspec is not None and funcs:
         # the trailing space before ")" matters: the parser would take ")" as part of the symbol
         keep = "|| ".join(f"location.function == {f} " for f in funcs)
-        quiet = "".join(f" && reason != {n}" for name, n in sorted(symbols.items()) if noise(name))
+        quiet = "".join(f" && reason != {n}" for name, n in sorted(symbols.items()) if drop_reason_is_noise(name))
         out.append(f"{proto} && (reason != {unspec} || {keep}){quiet}")
     if proto:
         out.append(proto)
