@@ -163,14 +163,7 @@ def _read(data: bytes, base: dict[str, Any]) -> Observation | None:
         hw, proto, hwlen, plen, op, sha, spa, tha, tpa = _ARP_HEAD.unpack_from(data, off)
         if (hw, proto, hwlen, plen) != (1, ETH_P_IP, 6, 4) or op not in (1, 2):
             return None
-        psrc, pdst = socket.inet_ntoa(spa), socket.inet_ntoa(tpa)
-        hwsrc, hwdst = _mac(sha), _mac(tha)
-        details = {"psrc": psrc, "pdst": pdst, "hwsrc": hwsrc, "hwdst": hwdst}
-        if op == 1:
-            return Observation(**base, protocol="arp", message="request", key=f"who-has {pdst} tell {psrc}",
-                               client_mac=hwsrc, details=details)
-        return Observation(**base, protocol="arp", message="reply", key=f"who-has {psrc} tell {pdst}",
-                           client_mac=hwdst, details=details)
+        return _arp_observation(base, op, _mac(sha), _mac(tha), socket.inet_ntoa(spa), socket.inet_ntoa(tpa))
     ip = off
     if data[ip] >> 4 != 4:
         return None
@@ -206,14 +199,10 @@ def _read(data: bytes, base: dict[str, Any]) -> Observation | None:
         return None
     if any(v is not None and len(v) != 4 for v in (server, requested)):
         return None
-    xid = int.from_bytes(data[bootp + 4:bootp + 8], "big")
-    details = {}
-    for name, raw in (("yiaddr", data[bootp + 16:bootp + 20]), ("ciaddr", data[bootp + 12:bootp + 16]),
-                      ("server_id", server), ("requested_addr", requested)):
-        if raw and raw != b"\0\0\0\0":
-            details[name] = socket.inet_ntoa(raw)
-    return Observation(**base, protocol="dhcp", message=DHCP_TYPES[mtype[0]], key=f"xid 0x{xid:08x}",
-                       client_mac=_mac(data[bootp + 28:bootp + 34]), xid=xid, details=details)
+    addresses = (data[bootp + 16:bootp + 20], data[bootp + 12:bootp + 16], server, requested)
+    return _dhcp_observation(base, DHCP_TYPES[mtype[0]], int.from_bytes(data[bootp + 4:bootp + 8], "big"),
+                             _mac(data[bootp + 28:bootp + 34]),
+                             *(socket.inet_ntoa(a) if a else None for a in addresses))
 
 
 def _malformed(data: bytes, base: dict[str, Any], why: str) -> Observation:
@@ -243,19 +232,23 @@ def _dissect(data: bytes, base: dict[str, Any]) -> Observation:
 def _arp(arp: Any, base: dict[str, Any]) -> Observation:
     if (arp.hwtype, arp.ptype, arp.hwlen, arp.plen) != (1, ETH_P_IP, 6, 4):
         raise ValueError(f"ARP for hwtype {arp.hwtype} ptype 0x{arp.ptype:04x}, not Ethernet/IPv4")
-    hwsrc, hwdst = str(arp.hwsrc).lower(), str(arp.hwdst).lower()
-    psrc, pdst = str(arp.psrc), str(arp.pdst)
+    if arp.op not in (1, 2):
+        raise ValueError(f"ARP op {arp.op}")
+    return _arp_observation(base, arp.op, str(arp.hwsrc).lower(), str(arp.hwdst).lower(), str(arp.psrc),
+                            str(arp.pdst))
+
+
+def _arp_observation(base: dict[str, Any], op: int, hwsrc: str, hwdst: str, psrc: str, pdst: str) -> Observation:
+    """Request (op 1) or reply (op 2), keyed so that a reply carries its request's key."""
     details = {"psrc": psrc, "pdst": pdst, "hwsrc": hwsrc, "hwdst": hwdst}
-    if arp.op == 1:
+    if op == 1:
         # The request asks about pdst on behalf of psrc; its requester is the sender.
         return Observation(**base, protocol="arp", message="request", key=f"who-has {pdst} tell {psrc}",
                            client_mac=hwsrc, details=details)
-    if arp.op == 2:
-        # The reply answers from the asked address (psrc) to the requester (pdst, hwdst), so the
-        # same key as its request: who-has <answered> tell <requester>.
-        return Observation(**base, protocol="arp", message="reply", key=f"who-has {psrc} tell {pdst}",
-                           client_mac=hwdst, details=details)
-    raise ValueError(f"ARP op {arp.op}")
+    # The reply answers from the asked address (psrc) to the requester (pdst, hwdst), so the same
+    # key as its request: who-has <answered> tell <requester>.
+    return Observation(**base, protocol="arp", message="reply", key=f"who-has {psrc} tell {pdst}",
+                       client_mac=hwdst, details=details)
 
 
 def _dhcp(bootp: Any, dhcp: Any, base: dict[str, Any]) -> Observation:
@@ -270,11 +263,15 @@ def _dhcp(bootp: Any, dhcp: Any, base: dict[str, Any]) -> Observation:
     chaddr = bytes(bootp.chaddr)
     if len(chaddr) < 6:
         raise ValueError("chaddr truncated")
-    xid = int(bootp.xid)
-    details = {}
-    for name, value in (("yiaddr", bootp.yiaddr), ("ciaddr", bootp.ciaddr), ("server_id", opts.get("server_id")),
-                        ("requested_addr", opts.get("requested_addr"))):
-        if value and str(value) != "0.0.0.0":
-            details[name] = str(value)
-    return Observation(**base, protocol="dhcp", message=message, key=f"xid 0x{xid:08x}", client_mac=_mac(chaddr),
+    addresses = (bootp.yiaddr, bootp.ciaddr, opts.get("server_id"), opts.get("requested_addr"))
+    return _dhcp_observation(base, message, int(bootp.xid), _mac(chaddr),
+                             *(str(a) if a else None for a in addresses))
+
+
+def _dhcp_observation(base: dict[str, Any], message: str, xid: int, chaddr: str, yiaddr: str | None,
+                      ciaddr: str | None, server_id: str | None, requested_addr: str | None) -> Observation:
+    """One DHCP message, keyed by its xid; unset (0.0.0.0) addresses are left out of the details."""
+    named = (("yiaddr", yiaddr), ("ciaddr", ciaddr), ("server_id", server_id), ("requested_addr", requested_addr))
+    details = {name: value for name, value in named if value and value != "0.0.0.0"}
+    return Observation(**base, protocol="dhcp", message=message, key=f"xid 0x{xid:08x}", client_mac=chaddr,
                        xid=xid, details=details)
