@@ -24,7 +24,7 @@ from typing import Any
 from tracer.analyze import analyze
 from tracer.analyze.verdict import belongs
 from tracer.bundle import store
-from tracer.bundle.pcapng import DIR_OUT, Reader
+from tracer.bundle.pcapng import DIR_OUT, LINKTYPE_ETHERNET, Reader
 from tracer.errors import BundleError
 from tracer.model import Evidence, FdbEntry, Guest, Hop, KernelLine, Observation, Path, Report, Role
 
@@ -112,16 +112,7 @@ def replay_bundle(directory: str) -> ReplayResult:
 
 
 # ---------------------------------------------------------------- bring your own captures
-ROLE_BY_POSITION = (Role.GUEST_PORT, Role.BRIDGE, Role.UPLINK)
 BRIDGE_NAME = re.compile(r"^(br|brq|virbr|xenbr|lxcbr|lxdbr|vmbr)|-br$")
-
-
-@dataclass(frozen=True, slots=True)
-class _Packet:
-    hop: str
-    time: float
-    outgoing: bool
-    data: bytes
 
 
 def replay_files(
@@ -173,32 +164,29 @@ class _HopStream:
         from tracer.capture.libpcap import open_filtered
 
         self.name, self.file, self.problems = name, file, problems
-        self.counted = True
-        """Whether every packet of the file went through Python (libpcap's filter counts nothing)."""
         self._fast = open_filtered(file, OFFLINE_EXPRESSION) if os.path.isfile(file) else None
-        if self._fast is not None:
-            self.counted = False
 
-    def __iter__(self) -> Iterator[_Packet]:
-        if self._fast is not None:
-            yield from self._filtered(self._fast)
-        else:
-            yield from self._python()
+    @property
+    def counted(self) -> bool:
+        """Whether every packet of the file went through Python (libpcap's filter counts nothing)."""
+        return self._fast is None
 
-    def _filtered(self, fast: Any) -> Iterator[_Packet]:
+    def __iter__(self) -> Iterator[store.Packet]:
+        yield from self._python() if self._fast is None else self._filtered(self._fast)
+
+    def _filtered(self, fast: Any) -> Iterator[store.Packet]:
         try:
-            if fast.linktype != 1:
-                self.problems.append(f"{self.file}: link type [{fast.linktype}] is not Ethernet; its frames were "
-                                     "skipped")
+            if fast.linktype != LINKTYPE_ETHERNET:
+                self._not_ethernet({fast.linktype})
                 return
             for t, data in fast.frames():
-                yield _Packet(self.name, t, False, data)
+                yield store.Packet(self.name, t, False, data)
             if fast.error:
                 self.problems.append(f"{self.file}: {fast.error}; the frames before it were read")
         finally:
             fast.close()
 
-    def _python(self) -> Iterator[_Packet]:
+    def _python(self) -> Iterator[store.Packet]:
         try:
             fh = open(self.file, "rb")  # noqa: SIM115
         except OSError as exc:
@@ -206,12 +194,14 @@ class _HopStream:
         with fh:
             reader = Reader(fh, name=self.file)
             for rec in reader:
-                if reader.interfaces[rec.interface].linktype == 1:
-                    yield _Packet(self.name, rec.time, rec.direction == DIR_OUT, rec.data)
+                if reader.interfaces[rec.interface].linktype == LINKTYPE_ETHERNET:
+                    yield store.Packet(self.name, rec.time, rec.direction == DIR_OUT, rec.data)
             self.problems.extend(reader.problems)
-            bad = {i.linktype for i in reader.interfaces} - {1}
-            if bad:
-                self.problems.append(f"{self.file}: link type {sorted(bad)} is not Ethernet; its frames were skipped")
+            self._not_ethernet({i.linktype for i in reader.interfaces} - {LINKTYPE_ETHERNET})
+
+    def _not_ethernet(self, linktypes: set[int]) -> None:
+        if linktypes:
+            self.problems.append(f"{self.file}: link type {sorted(linktypes)} is not Ethernet; its frames were skipped")
 
 
 def _role(i: int, name: str, n: int, bridges: set[str]) -> Role:
