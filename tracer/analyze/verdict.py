@@ -30,7 +30,7 @@ class Timing:
     """A frame seen at one hop must show at the next within this. Host hops take microseconds (a
     frame crosses a bridge in one softirq; 4 us measured receive to drop), timestamps are the
     kernel's, and every socket is drained before "now" is taken, so the grace only has to cover a
-    softirq deferred to ksoftirqd on a loaded host and one poll of the capture loop (0.1 s). It is
+    softirq deferred to ksoftirqd on a loaded host and one poll of the capture loop (trace.POLL). It is
     most of the time from the decisive frame to the verdict, so it is kept that small."""
     reply_grace: float = 3.0
     """A server must answer within this after the request left the host."""

@@ -192,6 +192,7 @@ def _interface_xml(domain: str, mac: str, *, filterref: str | None) -> str:
 
 
 def revert_xt_rules(state: LabState) -> None:
+    """Delete exactly the ebtables/iptables rules the lab inserted (the fault's revert and teardown)."""
     for rule in reversed(list(state.xt_rules)):
         tool, table, chain, *spec = rule
         quiet([tool, "-t", table, "-D", chain, *spec])

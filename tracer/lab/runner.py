@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tracer.errors import UsageError, require_root
-from tracer.lab import network
+from tracer.lab import faults, network
 from tracer.lab.names import LabNames
 from tracer.lab.scenarios import SCENARIOS, Context, Scenario, default_guest
 from tracer.lab.shell import quiet
@@ -188,8 +188,7 @@ def teardown(state: LabState) -> None:
             network.kill_namespace_processes(ns)
     for mac, dev in reversed(state.fdb):
         quiet(["bridge", "fdb", "del", mac, "dev", dev, "master"])
-    for tool, table, chain, *spec in reversed(state.xt_rules):
-        quiet([tool, "-t", table, "-D", chain, *spec])
+    faults.revert_xt_rules(state)
     for family, table in reversed(state.nft_tables):
         quiet(["nft", "delete", "table", family, table])
     for link in reversed([*state.links, names.bridge, names.uplink, names.guest_port]):

@@ -25,15 +25,16 @@ def mac_from_eui64(address: str) -> str | None:
     iid = ip.packed[8:]
     if iid[3:5] != b"\xff\xfe":
         return None
-    mac = bytes([iid[0] ^ 0x02, *iid[1:3], *iid[5:8]])
-    return ":".join(f"{b:02x}" for b in mac)
+    return bytes([iid[0] ^ 0x02, *iid[1:3], *iid[5:8]]).hex(":")
 
 
 def earlier_mac(bridge: str, current: str | None, netns: str | None = None) -> tuple[str, str] | None:
     """(the MAC the bridge came up with, the evidence line) when it differs from `current`."""
-    argv = ["ip", "-6", "-j", "addr", "show", "dev", bridge, "scope", "link"]
-    res = run_tool(["ip", "-n", netns, *argv[1:]] if netns else argv, timeout=5)
-    if not res.ok or not current:
+    if not current:
+        return None
+    argv = ["ip", *(["-n", netns] if netns else []), "-6", "-j", "addr", "show", "dev", bridge, "scope", "link"]
+    res = run_tool(argv, timeout=5)
+    if not res.ok:
         return None
     try:
         data = json.loads(res.stdout or "[]")
