@@ -1,7 +1,11 @@
-"""Small factories for pure analysis tests: a lab-shaped path and frames seen on it."""
+"""Small factories for pure tests: a lab-shaped path, frames seen on it, and capture files."""
 
 from __future__ import annotations
 
+import io
+import struct
+
+from tracer.bundle.pcapng import DIR_IN, Interface, Writer
 from tracer.model import Direction, Guest, Hop, Observation, Path, Role
 
 GUEST_MAC = "fa:16:3e:56:ea:fa"
@@ -54,3 +58,24 @@ def arp(message: str, hop: str, direction: str, t: float) -> Observation:
         src_mac=GUEST_MAC if request else SERVER_MAC,
         dst_mac="ff:ff:ff:ff:ff:ff" if request else GUEST_MAC, client_mac=GUEST_MAC,
     )
+
+
+# ---------------------------------------------------------------- capture files
+ARP = bytes.fromhex("ffffffffffff02470000000208060001080006040001024700000002c6120001000000000000c6120094")
+
+
+def pcapng(records=((("vnet3", 1.5, ARP, DIR_IN)),)) -> bytes:
+    """A pcapng as --record writes it: an interface per hop, a direction on every packet."""
+    buf = io.BytesIO()
+    w = Writer(buf, [Interface("vnet3", "guest-port"), Interface("lab-up", "uplink")])
+    for hop, t, data, d in records:
+        w.write(hop, t, data, d)
+    return buf.getvalue()
+
+
+def pcap(records=((1.25, ARP),)) -> bytes:
+    """A classic pcap as tcpdump writes it (Ethernet, microseconds)."""
+    out = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    for t, data in records:
+        out += struct.pack("<IIII", int(t), int(round((t % 1) * 1e6)), len(data), len(data)) + data
+    return out

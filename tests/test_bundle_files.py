@@ -10,28 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.factories import lab_path
+from tests.factories import ARP, lab_path, pcap, pcapng
 from tracer.bundle import store
-from tracer.bundle.pcapng import DIR_IN, DIR_OUT, Interface, Reader, Writer
+from tracer.bundle.pcapng import DIR_IN, DIR_OUT, Reader
 from tracer.errors import BundleError
 from tracer.model import Evidence, FdbEntry, KernelLine
-
-ARP = bytes.fromhex("ffffffffffff02470000000208060001080006040001024700000002c6120001000000000000c6120094")
-
-
-def pcapng(records=((("vnet3", 1.5, ARP, DIR_IN)),)) -> bytes:
-    buf = io.BytesIO()
-    w = Writer(buf, [Interface("vnet3", "guest-port"), Interface("lab-up", "uplink")])
-    for hop, t, data, d in records:
-        w.write(hop, t, data, d)
-    return buf.getvalue()
-
-
-def pcap(records=((1.25, ARP),)) -> bytes:
-    out = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
-    for t, data in records:
-        out += struct.pack("<IIII", int(t), int(round((t % 1) * 1e6)), len(data), len(data)) + data
-    return out
 
 
 def read_all(data: bytes):

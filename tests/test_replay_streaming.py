@@ -3,15 +3,13 @@ bounded by the exchanges kept, not the file. No root."""
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.factories import T0
-from tests.test_bundle_files import ARP, pcap, pcapng
+from tests.factories import ARP, T0, pcap, pcapng
 from tracer import replay
 from tracer.bundle.pcapng import DIR_IN, Reader
 from tracer.capture import libpcap
@@ -20,23 +18,20 @@ from tracer.model import Direction, Observation
 from tracer.replay import Recent, replay_files
 
 BUNDLE = Path(__file__).resolve().parent.parent / "captures" / "fdb-mismatch-ns" / "bundle"
-PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+PCAP_HEADER = pcap(())
 
 
 def per_hop_pcaps(tmp_path: Path) -> list[tuple[str, str]]:
     """The bundle's frames split into one classic pcap per hop, as tcpdump on each hop writes them."""
-    files: dict[str, bytearray] = {}
+    records: dict[str, list[tuple[float, bytes]]] = {}
     with open(BUNDLE / "capture.pcapng", "rb") as fh:
         reader = Reader(fh, name="bundle")
         for rec in reader:
-            hop = reader.interfaces[rec.interface].name
-            sec, usec = int(rec.time), round((rec.time % 1) * 1e6)
-            files.setdefault(hop, bytearray(PCAP_HEADER)).extend(
-                struct.pack("<IIII", sec, min(usec, 999_999), len(rec.data), len(rec.data)) + rec.data)
+            records.setdefault(reader.interfaces[rec.interface].name, []).append((rec.time, rec.data))
     out = []
-    for hop, data in files.items():
+    for hop, recs in records.items():
         if ":" not in hop:  # the guest's own interface is inside its namespace: no tcpdump file for it
-            (tmp_path / f"{hop}.pcap").write_bytes(data)
+            (tmp_path / f"{hop}.pcap").write_bytes(pcap(recs))
             out.append((hop, str(tmp_path / f"{hop}.pcap")))
     return out
 
